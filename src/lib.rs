@@ -1,0 +1,1 @@
+//! flowrun-operator: runs Amazon AppFlow flows from `FlowRun` custom resources.
