@@ -1,0 +1,227 @@
+//! The one place that talks to Amazon AppFlow: a narrow trait with one method per AWS call, its
+//! implementation on the real SDK, and the classification of AppFlow's errors.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use aws_config::SdkConfig;
+use aws_sdk_appflow::config::Region;
+use aws_sdk_appflow::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// A StartFlow call: which flow, where, and the idempotency token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartFlowRequest {
+    pub region: String,
+    pub flow_name: String,
+    pub client_token: String,
+}
+
+/// What StartFlow returned. `execution_id` is `None` for scheduled and event-triggered flows,
+/// which StartFlow activates instead of running.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartedFlow {
+    pub flow_arn: Option<String>,
+    pub flow_status: Option<String>,
+    pub execution_id: Option<String>,
+}
+
+/// How the decision logic treats a failed call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The flow does not exist (yet).
+    FlowNotFound,
+    /// The request is wrong in a way a retry cannot fix.
+    InvalidRequest,
+    AccessDenied,
+    QuotaExceeded,
+    Conflict,
+    /// Throttled beyond the SDK's own retries.
+    Throttled,
+    /// A server error, a timeout or no connection.
+    Unavailable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AppFlowError {
+    pub kind: FailureKind,
+    /// AWS error code, e.g. `ConflictException`, when AppFlow answered with one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// Amazon AppFlow as the controller needs it.
+pub trait AppFlow: Send + Sync + 'static {
+    fn start_flow(
+        &self,
+        request: &StartFlowRequest,
+    ) -> impl Future<Output = Result<StartedFlow, AppFlowError>> + Send;
+}
+
+/// Codes AWS SDKs treat as throttling; AppFlow may send them on any operation.
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+    "SlowDown",
+];
+
+/// Classifies an error response by its AWS error code, falling back to the HTTP status for codes
+/// the service model does not name.
+pub fn classify(code: Option<&str>, http_status: Option<u16>) -> FailureKind {
+    match code {
+        Some("ResourceNotFoundException") => return FailureKind::FlowNotFound,
+        Some("ValidationException" | "UnsupportedOperationException") => {
+            return FailureKind::InvalidRequest;
+        }
+        Some("AccessDeniedException") => return FailureKind::AccessDenied,
+        Some("ServiceQuotaExceededException") => return FailureKind::QuotaExceeded,
+        Some("ConflictException") => return FailureKind::Conflict,
+        Some(code) if THROTTLING_CODES.contains(&code) => return FailureKind::Throttled,
+        _ => {}
+    }
+    match http_status {
+        Some(429) => FailureKind::Throttled,
+        Some(401 | 403) => FailureKind::AccessDenied,
+        Some(404) => FailureKind::FlowNotFound,
+        Some(409) => FailureKind::Conflict,
+        Some(400..=499) => FailureKind::InvalidRequest,
+        _ => FailureKind::Unavailable,
+    }
+}
+
+impl AppFlowError {
+    fn from_sdk<E>(error: SdkError<E, aws_sdk_appflow::config::http::HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match &error {
+            SdkError::ServiceError(service) => {
+                let code = service.err().code().map(str::to_owned);
+                let status = service.raw().status().as_u16();
+                let message = service
+                    .err()
+                    .message()
+                    .map_or_else(|| DisplayErrorContext(&error).to_string(), str::to_owned);
+                AppFlowError {
+                    kind: classify(code.as_deref(), Some(status)),
+                    code,
+                    message,
+                }
+            }
+            // A request the SDK could not even build will not build on a retry either.
+            SdkError::ConstructionFailure(_) => AppFlowError {
+                kind: FailureKind::InvalidRequest,
+                code: None,
+                message: DisplayErrorContext(&error).to_string(),
+            },
+            _ => AppFlowError {
+                kind: FailureKind::Unavailable,
+                code: None,
+                message: DisplayErrorContext(&error).to_string(),
+            },
+        }
+    }
+}
+
+/// AppFlow through the real SDK. Clients are made per region on first use and kept, so
+/// connections are reused.
+pub struct SdkAppFlow {
+    base: SdkConfig,
+    clients: Mutex<HashMap<String, aws_sdk_appflow::Client>>,
+}
+
+impl SdkAppFlow {
+    /// `base` carries credentials, endpoint, retry and timeout settings; the region is set per call.
+    pub fn new(base: SdkConfig) -> Self {
+        SdkAppFlow {
+            base,
+            clients: Mutex::default(),
+        }
+    }
+
+    fn client(&self, region: &str) -> aws_sdk_appflow::Client {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let config = aws_sdk_appflow::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_owned()))
+                    .build();
+                aws_sdk_appflow::Client::from_conf(config)
+            })
+            .clone()
+    }
+}
+
+impl AppFlow for Arc<SdkAppFlow> {
+    async fn start_flow(&self, request: &StartFlowRequest) -> Result<StartedFlow, AppFlowError> {
+        let output = self
+            .client(&request.region)
+            .start_flow()
+            .flow_name(&request.flow_name)
+            .client_token(&request.client_token)
+            .send()
+            .await
+            .map_err(AppFlowError::from_sdk)?;
+        Ok(StartedFlow {
+            flow_arn: output.flow_arn,
+            flow_status: output.flow_status.map(|status| status.as_str().to_owned()),
+            execution_id: output.execution_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_and_statuses_are_classified_for_the_decision_logic() {
+        use FailureKind::*;
+        let table: &[(Option<&str>, Option<u16>, FailureKind)] = &[
+            (Some("ResourceNotFoundException"), Some(404), FlowNotFound),
+            (Some("ValidationException"), Some(400), InvalidRequest),
+            (
+                Some("UnsupportedOperationException"),
+                Some(400),
+                InvalidRequest,
+            ),
+            (Some("AccessDeniedException"), Some(403), AccessDenied),
+            (
+                Some("ServiceQuotaExceededException"),
+                Some(402),
+                QuotaExceeded,
+            ),
+            (Some("ConflictException"), Some(409), Conflict),
+            // The code decides, whatever the status (the SDK maps by code too).
+            (Some("ConflictException"), Some(400), Conflict),
+            (Some("ThrottlingException"), Some(429), Throttled),
+            (Some("TooManyRequestsException"), Some(400), Throttled),
+            (Some("InternalServerException"), Some(500), Unavailable),
+            (Some("SomethingNew"), Some(503), Unavailable),
+            (Some("SomethingNew"), Some(429), Throttled),
+            (Some("SomethingNew"), Some(403), AccessDenied),
+            (Some("SomethingNew"), Some(418), InvalidRequest),
+            (None, Some(502), Unavailable),
+            (None, None, Unavailable),
+        ];
+        for (code, status, expected) in table {
+            assert_eq!(
+                classify(*code, *status),
+                *expected,
+                "code {code:?}, status {status:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Watch and reconcile. Each reconcile reads as the pipeline: observe -> decide -> act -> report.
+//! Lines that touch the network: `act` (AppFlow) and `report` (Kubernetes).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use jiff::Timestamp;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+
+use crate::appflow::AppFlow;
+use crate::conditions::Reason;
+use crate::decide::{self, Decision, EventNote, EventType, Observed, StartPolicy};
+use crate::flowrun::FlowRun;
+use crate::report::{self, FIELD_MANAGER, ReportError};
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context<A> {
+    pub client: Client,
+    pub appflow: A,
+    pub recorder: Recorder,
+    pub policy: StartPolicy,
+    /// Spreads StartFlow calls out so a burst of FlowRuns does not trip AppFlow's throttling.
+    start_limiter: DefaultDirectRateLimiter,
+    /// Consecutive unexpected errors per FlowRun UID, for the error policy's backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl<A: AppFlow> Context<A> {
+    pub fn new(client: Client, appflow: A, policy: StartPolicy, start_rate: NonZeroU32) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            appflow,
+            policy,
+            start_limiter: RateLimiter::direct(Quota::per_second(start_rate)),
+            failures: Mutex::default(),
+        }
+    }
+
+    fn record_failure(&self, uid: &str) -> u32 {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = failures.entry(uid.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn clear_failures(&self, uid: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(uid);
+    }
+}
+
+/// Runs the controller until SIGTERM/SIGINT: one watch over all namespaces, or one per
+/// namespace listed.
+pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String], concurrency: u16) {
+    let apis: Vec<Api<DeserializeGuard<FlowRun>>> = if namespaces.is_empty() {
+        vec![Api::all(ctx.client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|namespace| Api::namespaced(ctx.client.clone(), namespace))
+            .collect()
+    };
+    let controllers = apis.into_iter().map(|api| {
+        Controller::new(api, watcher::Config::default())
+            .with_config(controller::Config::default().concurrency(concurrency))
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "Reconcile did not complete");
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
+}
+
+async fn reconcile<A: AppFlow>(
+    guarded: Arc<DeserializeGuard<FlowRun>>,
+    ctx: Arc<Context<A>>,
+) -> Result<Action, ReportError> {
+    let flowrun = match &guarded.0 {
+        Ok(flowrun) => flowrun,
+        Err(invalid) => {
+            report_invalid(&ctx, invalid).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let uid = flowrun.uid().unwrap_or_default();
+    let api: Api<FlowRun> =
+        Api::namespaced(ctx.client.clone(), &flowrun.namespace().unwrap_or_default());
+
+    // Observe.
+    let observed = observe();
+    // Decide.
+    let (transition, action) = match decide::decide(flowrun, &observed, &ctx.policy) {
+        Decision::Wait(requeue) => {
+            ctx.clear_failures(&uid);
+            return Ok(requeue.map_or_else(Action::await_change, Action::requeue));
+        }
+        Decision::Report(transition) => (*transition, "Reconcile"),
+        Decision::StartFlow(request) => {
+            // Act.
+            ctx.start_limiter.until_ready().await;
+            let result = ctx.appflow.start_flow(&request).await;
+            match &result {
+                Ok(started) => tracing::info!(
+                    flowrun = %object_key(flowrun),
+                    flow = %request.flow_name,
+                    execution_id = started.execution_id.as_deref().unwrap_or_default(),
+                    "Started flow"
+                ),
+                Err(error) => tracing::warn!(
+                    flowrun = %object_key(flowrun),
+                    flow = %request.flow_name,
+                    code = error.code.as_deref().unwrap_or_default(),
+                    %error,
+                    "Failed to start flow"
+                ),
+            }
+            (
+                decide::after_start(flowrun, &observe(), &ctx.policy, result),
+                "StartFlow",
+            )
+        }
+    };
+
+    // Report.
+    report::write_status(&api, flowrun, &transition.status).await?;
+    tracing::info!(
+        flowrun = %object_key(flowrun),
+        phase = ?transition.status.phase,
+        message = transition.status.message.as_deref().unwrap_or_default(),
+        "Updated status"
+    );
+    if let Some(event) = &transition.event {
+        report::publish(&ctx.recorder, &flowrun.object_ref(&()), event, action).await;
+    }
+    ctx.clear_failures(&uid);
+    Ok(transition
+        .requeue
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+fn observe() -> Observed {
+    Observed {
+        now: Timestamp::now(),
+        jitter: fastrand::f64(),
+    }
+}
+
+/// Unexpected errors (the API server refused or lost a status write): retry with the same
+/// capped exponential backoff as AppFlow errors, per FlowRun.
+fn error_policy<A: AppFlow>(
+    guarded: Arc<DeserializeGuard<FlowRun>>,
+    error: &ReportError,
+    ctx: Arc<Context<A>>,
+) -> Action {
+    let failures = ctx.record_failure(&guarded.uid().unwrap_or_default());
+    let delay = decide::retry_delay(&ctx.policy, failures, fastrand::f64());
+    tracing::warn!(
+        flowrun = %object_key(guarded.as_ref()),
+        error = %error,
+        source = %std::error::Error::source(error).map(ToString::to_string).unwrap_or_default(),
+        retry_in = %format!("{delay:#}"),
+        "Reconcile failed"
+    );
+    Action::requeue(Duration::try_from(delay).unwrap_or(Duration::from_secs(1)))
+}
+
+/// A FlowRun that does not parse (e.g. written under an older schema) is reported and skipped,
+/// so it cannot stop the controller from serving the others.
+async fn report_invalid<A>(ctx: &Context<A>, invalid: &kube::core::error_boundary::InvalidObject) {
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
+    tracing::warn!(flowrun = %format!("{namespace}/{name}"), error = %invalid.error, "Skipped invalid FlowRun");
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(FlowRun::api_version(&()).into_owned()),
+        kind: Some(FlowRun::kind(&()).into_owned()),
+        name: Some(name),
+        namespace: Some(namespace),
+        uid: invalid.metadata.uid.clone(),
+        resource_version: invalid.metadata.resource_version.clone(),
+        ..Default::default()
+    };
+    let note = EventNote {
+        type_: EventType::Warning,
+        reason: Reason::InvalidObject,
+        note: format!(
+            "The operator cannot read this FlowRun and skips it: {}",
+            invalid.error
+        ),
+    };
+    report::publish(&ctx.recorder, &regarding, &note, "Reconcile").await;
+}
+
+/// `namespace/name`, the way users name a FlowRun in logs.
+fn object_key(object: &impl ResourceExt) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}

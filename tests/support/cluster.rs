@@ -1,0 +1,157 @@
+//! The real Kubernetes API server the integration tests run against.
+//!
+//! By default `hack/cluster.sh up` starts (or reuses) the project's local apiextensions-apiserver
+//! and etcd; it is idempotent and locked, so every test process may call it. Setting
+//! `FLOWRUN_TEST_KUBECONFIG` points the tests at an existing cluster instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config};
+
+pub const TEST_FIELD_MANAGER: &str = "flowrun-tests";
+
+/// Paths of a running cluster's credentials.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Admin credentials (what a user's kubectl would use).
+    pub kubeconfig: PathBuf,
+    /// Credentials for the operator under test: a distinct user, so audit logs can tell it apart.
+    pub operator_kubeconfig: PathBuf,
+    /// Folder holding kubectl when the machine has none on its PATH.
+    pub tool_path: Option<PathBuf>,
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Starts the local cluster once per test process (or takes the configured one).
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        if let Ok(path) = std::env::var("FLOWRUN_TEST_KUBECONFIG") {
+            let path = PathBuf::from(path);
+            return Cluster {
+                kubeconfig: path.clone(),
+                operator_kubeconfig: path,
+                tool_path: None,
+            };
+        }
+        let script = repo_root().join("hack/cluster.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg("up")
+            .output()
+            .expect("failed to run hack/cluster.sh");
+        assert!(
+            output.status.success(),
+            "hack/cluster.sh up failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let kubeconfig = PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("hack/cluster.sh up printed no kubeconfig path")
+                .trim(),
+        );
+        let state_dir = kubeconfig
+            .parent()
+            .expect("kubeconfig lives in the state dir")
+            .to_path_buf();
+        let tool_path = read_cache_bin(&state_dir);
+        Cluster {
+            operator_kubeconfig: state_dir.join("operator.kubeconfig"),
+            kubeconfig,
+            tool_path,
+        }
+    })
+}
+
+/// The `env` file the cluster script writes names the folder with its cached tools.
+fn read_cache_bin(state_dir: &Path) -> Option<PathBuf> {
+    let env = std::fs::read_to_string(state_dir.join("env")).ok()?;
+    env.lines().find_map(|line| {
+        let rest = line.strip_prefix("export PATH=")?;
+        let first = rest.trim_matches('"').split(':').next()?;
+        Some(PathBuf::from(first))
+    })
+}
+
+pub async fn client() -> Client {
+    client_for(&cluster().kubeconfig).await
+}
+
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("failed to read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("failed to load kubeconfig");
+    Client::try_from(config).expect("failed to build client")
+}
+
+/// A namespace name of its own for each test, so tests never see each other's objects. The
+/// local server serves no namespaces; on a full cluster the namespace is created.
+pub async fn unique_namespace(client: &Client, prefix: &str) -> String {
+    let name = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    match namespaces
+        .patch(
+            &name,
+            &PatchParams::apply(TEST_FIELD_MANAGER),
+            &Patch::Apply(namespace),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // No core API on the local apiextensions-apiserver: namespaces need not exist there.
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(error) => panic!("failed to create namespace {name}: {error}"),
+    }
+    name
+}
+
+/// Server-side applies a CRD and waits until it is established.
+pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().expect("CRD has a name");
+    crds.patch(
+        &name,
+        &PatchParams::apply(TEST_FIELD_MANAGER).force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .expect("failed to apply CRD");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD was not established within 30 s")
+    .expect("failed to watch CRD");
+}
+
+/// A `kubectl` command against the test cluster.
+pub fn kubectl() -> Command {
+    let cluster = cluster();
+    let mut command = Command::new("kubectl");
+    command.env("KUBECONFIG", &cluster.kubeconfig);
+    if let Some(tools) = &cluster.tool_path {
+        let path = std::env::var("PATH").unwrap_or_default();
+        command.env("PATH", format!("{}:{path}", tools.display()));
+    }
+    command
+}

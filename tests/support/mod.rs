@@ -1,0 +1,6 @@
+//! Shared helpers for the integration tests: each test binary includes this module and uses only
+//! part of it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod appflow_local;
+pub mod cluster;
