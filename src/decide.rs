@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::ResourceExt;
 
 use crate::appflow::{AppFlowError, FailureKind, StartFlowRequest, StartedFlow};
@@ -126,7 +126,7 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &StartPolicy) -> D
                     ),
                 )));
             }
-            if let Some(Time(next)) = status.next_attempt_time
+            if let Some(MicroTime(next)) = status.next_attempt_time
                 && next > observed.now
             {
                 return Decision::Wait(Some(until(observed.now, next)));
@@ -231,7 +231,7 @@ pub fn after_start(
             let delay = retry_delay(policy, attempts, observed.jitter);
             let status = FlowRunStatus {
                 start_attempts: Some(attempts),
-                next_attempt_time: Some(Time(observed.now + delay)),
+                next_attempt_time: Some(MicroTime(observed.now + delay)),
                 message: Some(format!(
                     "{message} (attempt {attempts}; retrying in {delay:#})"
                 )),

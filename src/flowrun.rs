@@ -3,7 +3,7 @@
 //! `///` comments on fields are user documentation: they become the CRD's descriptions and what
 //! `kubectl explain flowrun.spec` prints. Implementer notes use `//`.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -133,8 +133,9 @@ pub struct FlowRunStatus {
     pub start_attempts: Option<u32>,
 
     /// Earliest time of the next StartFlow attempt after a retryable error.
+    // Microseconds: retries may be less than a second apart, and `Time` keeps whole seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_time: Option<Time>,
+    pub next_attempt_time: Option<MicroTime>,
 
     /// Human-readable detail of the latest transition or error.
     #[serde(default, skip_serializing_if = "Option::is_none")]

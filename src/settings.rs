@@ -13,6 +13,8 @@ use crate::decide::StartPolicy;
 #[command(
     name = "flowrun-operator",
     version,
+    // A flag given twice takes its last value, as in most Kubernetes components.
+    args_override_self = true,
     about = "Runs Amazon AppFlow flows from FlowRun custom resources",
     long_about = "Runs Amazon AppFlow flows from FlowRun custom resources.\n\n\
         Kubernetes credentials come from the in-cluster service account or KUBECONFIG; AWS \

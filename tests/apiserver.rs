@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::discovery::Discovery;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use support::cluster::{client, install_crd, kubectl, unique_namespace, TEST_FIELD_MANAGER};
+use support::cluster::{TEST_FIELD_MANAGER, client, install_crd, kubectl, unique_namespace};
 
 const WIDGET_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -88,7 +90,10 @@ async fn crd_with_cel_rule_and_status_subresource_is_served_and_discoverable() {
         .expect("discovery lists widgets");
     assert_eq!(resource.plural, "widgets");
     assert!(
-        capabilities.subresources.iter().any(|(sub, _)| sub.plural == "widgets/status"),
+        capabilities
+            .subresources
+            .iter()
+            .any(|(sub, _)| sub.plural == "status"),
         "status subresource is advertised: {:?}",
         capabilities.subresources
     );
@@ -105,6 +110,9 @@ async fn watch_sees_a_created_object_and_its_status_patch() {
     api.create(&PostParams::default(), &widget("seen", 3))
         .await
         .expect("valid widget is created");
+    let created = next_widget_named(&mut events, "seen").await;
+    assert!(created.data.get("status").is_none(), "{created:?}");
+
     api.patch_status(
         "seen",
         &PatchParams::apply(TEST_FIELD_MANAGER),
@@ -112,23 +120,28 @@ async fn watch_sees_a_created_object_and_its_status_patch() {
     )
     .await
     .expect("status subresource accepts a patch");
+    let patched = next_widget_named(&mut events, "seen").await;
+    assert_eq!(patched.data["status"]["phase"], "Done");
+}
 
-    let saw_status = tokio::time::timeout(Duration::from_secs(20), async {
-        let mut saw_create = false;
-        while let Some(object) = events.try_next().await.expect("watch stream stays healthy") {
-            if object.metadata.name.as_deref() != Some("seen") {
-                continue;
-            }
-            saw_create = true;
-            if object.data["status"]["phase"] == "Done" {
-                return saw_create;
+async fn next_widget_named(
+    events: &mut (impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Unpin),
+    name: &str,
+) -> DynamicObject {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let object = events
+                .try_next()
+                .await
+                .expect("watch stream stays healthy")
+                .expect("watch stream does not end");
+            if object.metadata.name.as_deref() == Some(name) {
+                return object;
             }
         }
-        false
     })
     .await
-    .expect("watch delivered the status change within 20 s");
-    assert!(saw_status);
+    .expect("watch delivered the change within 20 s")
 }
 
 #[tokio::test]
@@ -143,7 +156,10 @@ async fn invalid_object_is_refused_with_the_cel_message() {
     match error {
         kube::Error::Api(status) => {
             assert_eq!(status.code, 422, "{status:?}");
-            assert!(status.message.contains("size must be at most 10"), "{status:?}");
+            assert!(
+                status.message.contains("size must be at most 10"),
+                "{status:?}"
+            );
         }
         other => panic!("expected an API error, got {other}"),
     }

@@ -337,7 +337,7 @@ fn start_errors_are_terminal_or_retried_by_class() {
             // Third attempt: 2 s * 2^2 = 8 s, equal jitter 0.5 -> 6 s.
             assert_eq!(
                 status.next_attempt_time,
-                Some(Time(now + SignedDuration::from_secs(6)))
+                Some(MicroTime(now + SignedDuration::from_secs(6)))
             );
             assert_eq!(transition.requeue, Some(Duration::from_secs(6)));
         }

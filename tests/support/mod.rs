@@ -4,3 +4,5 @@
 
 pub mod appflow_local;
 pub mod cluster;
+pub mod flowruns;
+pub mod operator;

@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Builds, once, the binaries behind the local Kubernetes API server (hack/cluster.sh) and
+# caches them under $FLOWRUN_CACHE_DIR (default ~/.cache/flowrun-operator):
+#
+#   bin/flowrun-apiserver  our main.go around upstream k8s.io/apiextensions-apiserver
+#   bin/etcd               from Debian's etcd-server package
+#   bin/kubectl            from Debian's kubectl package, only if none is on PATH
+#   bin/VERSIONS           the exact Debian package versions the above came from
+#
+# Why Debian packages: this project's machines reach no download site but the package
+# registries, and Debian sid ships the apiextensions-apiserver sources with every Go
+# dependency (golang-*-dev, sources under /usr/share/gocode/src), Go itself, etcd and
+# kubectl. We never install anything: a private apt state (own sources.list, lists,
+# cache and an EMPTY dpkg status file, so apt computes the whole dependency closure)
+# downloads the .debs, `dpkg -x` unpacks them into a private prefix, and Go builds our
+# main in GOPATH mode from there. /etc/apt and the system's dpkg database are untouched.
+#
+# Usage: build.sh            ensure the binaries (a no-op in well under a second when cached)
+#        build.sh --prune    drop packages, sources and Go build cache; keep bin/
+#        build.sh --go-env   print `export` lines for the private Go (e.g. to run gofmt)
+#
+# Environment:
+#   FLOWRUN_APISERVER_BIN   use this API server binary instead of building ours
+#   FLOWRUN_ETCD_BIN        use this etcd binary instead of Debian's
+#   FLOWRUN_DEBIAN_MIRROR   Debian archive URL (default below; 127.0.0.1:9 simulates offline)
+#   FLOWRUN_DEBIAN_SUITE    suite to take packages from (default sid: only sid packages
+#                           golang-k8s-apiextensions-apiserver-dev)
+#   FLOWRUN_DEBIAN_KEYRING  keyring that signs that suite
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR/.. source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
+MIRROR=${FLOWRUN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SUITE=${FLOWRUN_DEBIAN_SUITE:-sid}
+KEYRING=${FLOWRUN_DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
+
+# Bump when the build recipe changes in a way that needs a rebuild of the API server.
+RECIPE=1
+MAIN_GO=$FLOWRUN_HACK_DIR/apiserver/main.go
+GO_PKGS=(golang-k8s-apiextensions-apiserver-dev golang-go)
+
+APT_DIR=$FLOWRUN_CACHE/apt
+DEB_DIR=$FLOWRUN_CACHE/debs
+PREFIX=$FLOWRUN_CACHE/prefix  # unpacked golang-* packages: Go toolchain + Go sources
+GOPATH_OWN=$FLOWRUN_CACHE/gopath  # holds only our main package
+LOG_DIR=$FLOWRUN_CACHE/logs
+BIN=$FLOWRUN_BIN_DIR
+
+# ---------------------------------------------------------------------------- apt ----
+
+apt_ready=
+# Writes the private apt configuration and fetches the package lists (once per run).
+apt_init() {
+  [[ -n $apt_ready ]] && return
+  [[ -r $KEYRING ]] || die "Debian archive keyring $KEYRING not found (set FLOWRUN_DEBIAN_KEYRING)"
+  need apt-get dpkg
+  mkdir -p "$APT_DIR"/etc/apt.conf.d "$APT_DIR"/etc/preferences.d \
+    "$APT_DIR"/state/lists/partial "$APT_DIR"/cache/archives/partial "$LOG_DIR"
+  : >"$APT_DIR/state/status" # nothing "installed": apt resolves the complete closure
+  printf 'deb [signed-by=%s] %s %s main\n' "$KEYRING" "$MIRROR" "$SUITE" >"$APT_DIR/etc/sources.list"
+  # Read via APT_CONFIG before anything else; pointing Dir::Etc at our own (empty)
+  # directory keeps the system's apt.conf.d hooks (docker-clean, appstream...) out.
+  # Signatures are checked, but not Valid-Until/Date: the archive copy these machines
+  # reach can lag behind the clock (the system apt config relaxes the same checks).
+  cat >"$APT_DIR/apt.conf" <<EOF
+Dir::Etc "$APT_DIR/etc/";
+Dir::Etc::SourceList "$APT_DIR/etc/sources.list";
+Dir::Etc::SourceParts "/dev/null";
+Dir::State "$APT_DIR/state/";
+Dir::State::status "$APT_DIR/state/status";
+Dir::Cache "$APT_DIR/cache/";
+Dir::Log "$APT_DIR/";
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+APT::Sandbox::User "root";
+Acquire::Languages "none";
+Acquire::Check-Valid-Until "false";
+Acquire::Check-Date "false";
+Acquire::Retries "1";
+Acquire::http::Timeout "20";
+Debug::NoLocking "true";
+EOF
+  local log=$LOG_DIR/apt-update.log
+  log "fetching the package lists of Debian $SUITE from $MIRROR ..."
+  if ! papt update --error-on=any >"$log" 2>&1; then
+    if grep -qiE 'Could not connect|Temporary failure resolving|Connection (failed|refused|timed out)|Unable to connect|No route to host|Network is unreachable' "$log"; then
+      die "cannot reach the Debian archive at $MIRROR (details: $log)"
+    fi
+    die "apt-get update against $MIRROR $SUITE failed (details: $log)"
+  fi
+  apt_ready=1
+}
+
+# papt ARGS...: apt-get with the private configuration.
+papt() { APT_CONFIG=$APT_DIR/apt.conf apt-get -q "$@"; }
+
+# closure PKG...: prints "name version" for every package needed to install PKGs.
+closure() {
+  local log=$LOG_DIR/apt-closure.log
+  if ! papt -s install "$@" >"$log" 2>&1; then
+    local missing
+    missing=$(sed -nE "s/^E: (Unable to locate package |Package '?)([^' ]+).*/\2/p" "$log" | head -n1)
+    [[ -n $missing ]] && die "Debian package '$missing' is not available in $SUITE at $MIRROR (details: $log)"
+    die "apt cannot resolve $* (details: $log)"
+  fi
+  sed -nE 's/^Inst ([^ ]+) \(([^ ]+) .*/\1 \2/p' "$log"
+}
+
+# download NAME=VERSION...: fetches .debs into $DEB_DIR (apt-get download saves to cwd).
+download() {
+  local log=$LOG_DIR/apt-download.log
+  mkdir -p "$DEB_DIR"
+  (cd "$DEB_DIR" && papt download "$@") >"$log" 2>&1 ||
+    die "downloading $# package(s) from $MIRROR failed (details: $log)"
+}
+
+# deb_file NAME VERSION: path of a downloaded .deb (apt encodes ':' in epochs as %3a).
+deb_file() {
+  local f
+  f=$(compgen -G "$DEB_DIR/${1}_${2//:/%3a}_*.deb" | head -n1) || true
+  [[ -n $f ]] || die "package $1 $2 was not downloaded (details: $LOG_DIR/apt-download.log)"
+  printf '%s\n' "$f"
+}
+
+# fetch_binary PKG PATH_IN_PKG DEST: downloads a Debian package and copies one file out.
+fetch_binary() {
+  local pkg=$1 path=$2 dest=$3 ver tmp
+  apt_init
+  ver=$(closure "$pkg" | awk -v p="$pkg" '$1 == p { print $2 }')
+  [[ -n $ver ]] || die "apt did not select a version of $pkg (details: $LOG_DIR/apt-closure.log)"
+  download "$pkg=$ver"
+  tmp=$(mktemp -d "$FLOWRUN_CACHE/unpack.XXXXXX")
+  dpkg -x "$(deb_file "$pkg" "$ver")" "$tmp"
+  [[ -x $tmp/$path ]] || die "$pkg $ver has no executable /$path"
+  install -m 0755 "$tmp/$path" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
+  rm -rf "$tmp" "$DEB_DIR"/"${pkg}"_*.deb
+  printf '%s %s\n' "$pkg" "$ver" >"$BIN/.$(basename "$dest").version"
+  log "  $(basename "$dest") <- $pkg $ver"
+}
+
+# ------------------------------------------------------------------ Go sources -------
+
+# Unpacks the golang-* part of the closure of GO_PKGS into $PREFIX (skipped if done).
+ensure_prefix() {
+  [[ -f $PREFIX/.packages ]] && return
+  apt_init
+  local t0 list specs=() name ver
+  t0=$(now_ms)
+  # The closure also holds libc & co (irrelevant for a CGO_ENABLED=0 build): keep golang-*.
+  list=$(closure "${GO_PKGS[@]}" | awk '$1 ~ /^golang-/' | sort)
+  [[ -n $list ]] || die "apt resolved no golang-* packages (details: $LOG_DIR/apt-closure.log)"
+  while read -r name ver; do specs+=("$name=$ver"); done <<<"$list"
+  log "downloading ${#specs[@]} golang-* packages (~330 MB) ..."
+  download "${specs[@]}"
+  log "unpacking them (~2.5 GB) ..."
+  rm -rf "$PREFIX" "$PREFIX.tmp"
+  mkdir -p "$PREFIX.tmp"
+  local files=()
+  while read -r name ver; do files+=("$(deb_file "$name" "$ver")"); done <<<"$list"
+  # shellcheck disable=SC2016 # $0 and $f belong to the inner sh
+  printf '%s\0' "${files[@]}" |
+    xargs -0 -n 16 -P "$(nproc)" sh -c 'for f; do dpkg -x "$f" "$0" || exit 255; done' "$PREFIX.tmp" \
+      >"$LOG_DIR/unpack.log" 2>&1 || die "unpacking packages failed (details: $LOG_DIR/unpack.log)"
+  printf '%s\n' "$list" >"$PREFIX.tmp/.packages"
+  mv "$PREFIX.tmp" "$PREFIX"
+  rm -f "${files[@]}" # the unpacked tree is all we need from now on
+  log "  packages ready in $((($(now_ms) - t0) / 1000)) s"
+}
+
+# Sets GOROOT and the Go environment for a hermetic GOPATH-mode build from $PREFIX.
+go_env() {
+  GOROOT=$(compgen -G "$PREFIX/usr/lib/go-[0-9]*" | sort -V | tail -n1) ||
+    die "no Go toolchain under $PREFIX/usr/lib (try: $0 --prune)"
+  export GOROOT GOPATH="$GOPATH_OWN:$PREFIX/usr/share/gocode" GOCACHE=$FLOWRUN_CACHE/go-build
+  # GOPATH mode, no network, no toolchain switching, no cgo (the host may lack a C
+  # toolchain and sid's libc headers anyway), no user go.env/GOFLAGS leaking in.
+  export GO111MODULE=off GOPROXY=off GOTOOLCHAIN=local GOENV=off CGO_ENABLED=0 GOFLAGS=
+  export PATH=$GOROOT/bin:$PATH
+  unset GOOS GOARCH GOBIN
+}
+
+# Kubernetes version matching the packaged sources: staging repos are tagged v0.X.Y
+# for Kubernetes v1.X.Y, and Debian versions them 0.X.Y-N (maybe with +ds / epoch).
+kube_version() {
+  local v
+  v=$(awk '$1 == "golang-k8s-apiextensions-apiserver-dev" { print $2 }' "$PREFIX/.packages")
+  v=${v#*:}
+  [[ $v =~ ^0\.([0-9]+)\.([0-9]+) ]] || die "cannot derive a Kubernetes version from apiextensions-apiserver $v"
+  printf 'v1.%s.%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+}
+
+# apiserver_key [FILE]: what the cached binary must match (recipe + main.go contents).
+apiserver_key() { printf 'recipe=%s main.go-sha256=%s\n' "$RECIPE" "$(sha256_of "${1:-$MAIN_GO}")"; }
+
+build_apiserver() {
+  ensure_prefix
+  go_env
+  local kv minor src=$GOPATH_OWN/src/flowrun.local/apiserver log=$LOG_DIR/go-build.log t0 key
+  kv=$(kube_version)
+  minor=${kv#v1.}
+  minor=${minor%%.*}
+  # A main package builds only from inside GOPATH in GOPATH mode: copy it there.
+  mkdir -p "$src" "$BIN"
+  cp "$MAIN_GO" "$src/main.go"
+  key=$(apiserver_key "$src/main.go") # of the copy: what is compiled, even if edited meanwhile
+  log "compiling flowrun-apiserver $kv (a few minutes on 2 cores when the Go cache is cold) ..."
+  t0=$(now_ms)
+  # Without the version stamp the server reports v0.0.0 and kubectl refuses it.
+  local pkgv=k8s.io/component-base/version
+  if ! (cd "$src" && go build -trimpath -o "$BIN/flowrun-apiserver.tmp" -ldflags \
+    "-s -w -X $pkgv.gitVersion=$kv -X $pkgv.gitMajor=1 -X $pkgv.gitMinor=$minor -X $pkgv.gitTreeState=clean" \
+    .) >"$log" 2>&1; then
+    die "the Go build of flowrun-apiserver failed (log: $log)"
+  fi
+  mv -f "$BIN/flowrun-apiserver.tmp" "$BIN/flowrun-apiserver"
+  {
+    printf '# flowrun-apiserver %s, from hack/apiserver/main.go %s\n' "$kv" "${key#* }"
+    cat "$PREFIX/.packages"
+  } >"$BIN/.flowrun-apiserver.version"
+  printf '%s\n' "$key" >"$BIN/.flowrun-apiserver.key"
+  log "  compiled in $((($(now_ms) - t0) / 1000)) s"
+}
+
+write_versions() {
+  {
+    echo "# Debian packages ($SUITE) the binaries in this directory were made from."
+    cat "$BIN"/.etcd.version "$BIN"/.kubectl.version "$BIN"/.flowrun-apiserver.version 2>/dev/null || true
+  } >"$BIN/VERSIONS"
+}
+
+# ------------------------------------------------------------------------ main -------
+
+main() {
+  case ${1:-} in
+  --prune)
+    rm -rf "$APT_DIR" "$DEB_DIR" "$PREFIX" "$PREFIX.tmp" "$GOPATH_OWN" "$FLOWRUN_CACHE/go-build"
+    log "pruned; kept $BIN"
+    return
+    ;;
+  --go-env)
+    go_env
+    printf 'export %s=%q\n' GOROOT "$GOROOT" GOPATH "$GOPATH" GOCACHE "$GOCACHE" GO111MODULE off \
+      GOPROXY off GOTOOLCHAIN local GOENV off CGO_ENABLED 0 PATH "$PATH"
+    return
+    ;;
+  "") ;;
+  *) die "usage: $0 [--prune|--go-env]" ;;
+  esac
+
+  mkdir -p "$BIN"
+  # Serialize concurrent callers (e.g. parallel test jobs running `cluster.sh up`).
+  exec 9>"$FLOWRUN_CACHE/.build.lock"
+  flock 9
+
+  local changed=
+  if [[ -z ${FLOWRUN_APISERVER_BIN:-} ]]; then
+    [[ -f $MAIN_GO ]] || die "$MAIN_GO is missing"
+    if [[ ! -x $BIN/flowrun-apiserver || "$(cat "$BIN/.flowrun-apiserver.key" 2>/dev/null)" != "$(apiserver_key)" ]]; then
+      build_apiserver
+      changed=1
+    fi
+  fi
+  if [[ -z ${FLOWRUN_ETCD_BIN:-} && ! -x $BIN/etcd ]]; then
+    fetch_binary etcd-server usr/bin/etcd "$BIN/etcd"
+    changed=1
+  fi
+  if ! command -v kubectl >/dev/null 2>&1 && [[ ! -x $BIN/kubectl ]]; then
+    fetch_binary kubectl usr/bin/kubectl "$BIN/kubectl"
+    changed=1
+  fi
+  if [[ -n $changed || ! -f $BIN/VERSIONS ]]; then write_versions; fi
+}
+
+main "$@"

@@ -1,0 +1,34 @@
+# shellcheck shell=bash disable=SC2034 # its variables are used by the scripts sourcing it
+# Shared helpers for the scripts under hack/. Source it; it defines functions and a few
+# path variables and has no side effects besides that.
+
+# Where this file lives, so every script works from any working directory.
+FLOWRUN_HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# One cache for everything the local API server needs: downloaded packages, the unpacked
+# Go toolchain and sources, the Go build cache, the built binaries and (by default) the
+# cluster state.
+FLOWRUN_CACHE=${FLOWRUN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/flowrun-operator}
+FLOWRUN_BIN_DIR=$FLOWRUN_CACHE/bin
+
+# All human-readable output goes to stderr: stdout is reserved for machine-readable
+# results (for example the kubeconfig path printed by `cluster.sh up`).
+log() { printf '%s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# need CMD... : fail with one line if a required command is missing.
+need() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || die "'$c' is required but not installed (Debian: apt-get install $c)"
+  done
+}
+
+# now_ms: wall clock in milliseconds, for the timings we print.
+now_ms() { date +%s%3N; }
+
+# sha256_of FILE...: one hash over the given files' contents.
+sha256_of() { cat "$@" | sha256sum | cut -d' ' -f1; }

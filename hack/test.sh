@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: format, lints, unit tests and integration tests
+# against a real local Kubernetes API server (built on first use, then cached).
+#
+# Usage: hack/test.sh [extra arguments for cargo nextest / cargo test]
+# Environment:
+#   FLOWRUN_TEST_KUBECONFIG  run the integration tests against this cluster instead
+#   FLOWRUN_CLUSTER_DIR      state directory of the test cluster (default <cache>/test-cluster)
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$FLOWRUN_REPO_DIR"
+
+need cargo
+started=$(now_ms)
+stage() { log "==> $* ($(((($(now_ms) - started) + 500) / 1000)) s)"; }
+
+stage "cargo fmt --check"
+cargo fmt --all -- --check || die "code is not formatted: run 'cargo fmt --all'"
+
+stage "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+if [[ -z ${FLOWRUN_TEST_KUBECONFIG:-} ]]; then
+  # The tests' own cluster, apart from the one a demo may be running.
+  export FLOWRUN_CLUSTER_DIR=${FLOWRUN_CLUSTER_DIR:-$FLOWRUN_CACHE/test-cluster}
+  stage "local API server (the first run builds it, about 3 minutes)"
+  "$FLOWRUN_HACK_DIR/cluster.sh" up >/dev/null
+  trap '"$FLOWRUN_HACK_DIR/cluster.sh" down || true' EXIT
+fi
+
+stage "unit and integration tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-tests=fail "$@"
+else
+  cargo test --locked "$@"
+fi
+stage "all tests passed"

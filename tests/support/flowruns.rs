@@ -1,0 +1,157 @@
+//! A test's own world: a namespace, a local AppFlow endpoint, the FlowRun CRD, and helpers to
+//! create FlowRuns and wait for what the operator writes.
+
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Client, CustomResourceExt, ResourceExt};
+
+use flowrun_operator::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus};
+
+use super::appflow_local::LocalAppFlow;
+use super::cluster::{client, install_crd, unique_namespace};
+use super::operator::Operator;
+
+/// Flows most tests use; each test may add its own through the endpoint's control API.
+pub const FLOWS: &str = r#"
+flows:
+  - name: on-demand
+    triggerType: OnDemand
+    runSeconds: 600
+  - name: scheduled
+    triggerType: Scheduled
+    status: Suspended
+"#;
+
+pub struct World {
+    pub client: Client,
+    pub namespace: String,
+    pub flowruns: Api<FlowRun>,
+    pub appflow: LocalAppFlow,
+}
+
+impl World {
+    pub async fn new(prefix: &str, flows_yaml: &str) -> Self {
+        let client = client().await;
+        install_crd(&client, &FlowRun::crd()).await;
+        let namespace = unique_namespace(&client, prefix).await;
+        World {
+            flowruns: Api::namespaced(client.clone(), &namespace),
+            client,
+            namespace,
+            appflow: LocalAppFlow::start(flows_yaml),
+        }
+    }
+
+    /// An operator for this world's namespace and endpoint.
+    pub fn operator(&self, extra_args: &[&str]) -> Operator {
+        Operator::start(&self.namespace, self.appflow.endpoint_url(), extra_args)
+    }
+
+    pub async fn create(&self, name: &str, flow_name: &str) -> FlowRun {
+        let flowrun = FlowRun::new(
+            name,
+            FlowRunSpec {
+                flow_name: flow_name.into(),
+                region: None,
+            },
+        );
+        self.flowruns
+            .create(&PostParams::default(), &flowrun)
+            .await
+            .unwrap_or_else(|error| panic!("failed to create FlowRun {name}: {error}"))
+    }
+
+    /// Waits until the FlowRun's status satisfies `done`; on timeout, fails with the last
+    /// status seen and where the operator's log is.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        operator: Option<&Operator>,
+        done: impl Fn(&FlowRunStatus) -> bool,
+    ) -> FlowRun {
+        let condition = |flowrun: Option<&FlowRun>| {
+            flowrun
+                .and_then(|flowrun| flowrun.status.as_ref())
+                .is_some_and(&done)
+        };
+        match tokio::time::timeout(
+            timeout,
+            await_condition(self.flowruns.clone(), name, condition),
+        )
+        .await
+        {
+            Ok(Ok(Some(flowrun))) => flowrun,
+            outcome => {
+                let last = self.flowruns.get(name).await.ok().and_then(|f| f.status);
+                panic!(
+                    "FlowRun {}/{name} did not reach the expected status within {timeout:?} \
+                     ({outcome:?}); last status: {last:#?}; operator log: {}",
+                    self.namespace,
+                    operator.map_or_else(|| "-".into(), |o| o.log_path().display().to_string())
+                )
+            }
+        }
+    }
+
+    /// Events published about the named object, oldest first.
+    pub async fn events_for(&self, name: &str) -> Vec<Event> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut events: Vec<Event> = events
+            .list(&ListParams::default())
+            .await
+            .expect("failed to list events")
+            .items
+            .into_iter()
+            .filter(|event| {
+                event
+                    .regarding
+                    .as_ref()
+                    .is_some_and(|regarding| regarding.name.as_deref() == Some(name))
+            })
+            .collect();
+        events.sort_by_key(|event| event.event_time.as_ref().map(|time| time.0));
+        events
+    }
+
+    /// Waits (bounded) until an event with `reason` was published about `name`.
+    pub async fn wait_for_event(&self, name: &str, reason: &str) -> Event {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(event) = self
+                .events_for(name)
+                .await
+                .into_iter()
+                .find(|event| event.reason.as_deref() == Some(reason))
+            {
+                return event;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {reason} event about {name} within 20 s: {:?}",
+                self.events_for(name).await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+pub fn uid(flowrun: &FlowRun) -> String {
+    flowrun.uid().expect("created FlowRuns have a UID")
+}
+
+/// `(status, reason)` of a condition type.
+pub fn condition(status: &FlowRunStatus, type_: &str) -> Option<(String, String)> {
+    status
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == type_)
+        .map(|condition| (condition.status.clone(), condition.reason.clone()))
+}
+
+pub fn is(status: &str, reason: &str) -> Option<(String, String)> {
+    Some((status.to_owned(), reason.to_owned()))
+}
