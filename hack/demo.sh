@@ -13,7 +13,7 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$FLOWRUN_REPO_DIR"
+cd "$FLOWRUN_HACK_DIR/.."
 
 export FLOWRUN_CLUSTER_DIR=${FLOWRUN_CLUSTER_DIR:-$FLOWRUN_CACHE/cluster}
 DEMO_DIR=$FLOWRUN_CACHE/demo

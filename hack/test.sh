@@ -9,7 +9,7 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$FLOWRUN_REPO_DIR"
+cd "$FLOWRUN_HACK_DIR/.."
 
 need cargo
 started=$(now_ms)

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use aws_config::SdkConfig;
 use aws_sdk_appflow::config::Region;
 use aws_sdk_appflow::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use jiff::Timestamp;
 
 /// A StartFlow call: which flow, where, and the idempotency token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +25,34 @@ pub struct StartedFlow {
     pub flow_arn: Option<String>,
     pub flow_status: Option<String>,
     pub execution_id: Option<String>,
+}
+
+/// Which flow: flows are named per region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub region: String,
+    pub flow_name: String,
+}
+
+/// One run of a flow, as DescribeFlowExecutionRecords reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionRecord {
+    pub execution_id: String,
+    /// AppFlow's ExecutionStatus, verbatim (new values must not be lost).
+    pub status: String,
+    pub started_at: Option<Timestamp>,
+    pub last_updated_at: Option<Timestamp>,
+    pub records_processed: Option<i64>,
+    pub bytes_processed: Option<i64>,
+    pub bytes_written: Option<i64>,
+    pub error_message: Option<String>,
+}
+
+/// One page of a flow's run history, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordsPage {
+    pub records: Vec<ExecutionRecord>,
+    pub next_token: Option<String>,
 }
 
 /// How the decision logic treats a failed call.
@@ -51,12 +80,26 @@ pub struct AppFlowError {
     pub message: String,
 }
 
-/// Amazon AppFlow as the controller needs it.
+/// Amazon AppFlow as the controller needs it: one method per AWS call.
 pub trait AppFlow: Send + Sync + 'static {
     fn start_flow(
         &self,
         request: &StartFlowRequest,
     ) -> impl Future<Output = Result<StartedFlow, AppFlowError>> + Send;
+
+    /// One page (up to 100 records) of the flow's run history.
+    fn describe_execution_records(
+        &self,
+        flow: &FlowKey,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<RecordsPage, AppFlowError>> + Send;
+
+    /// Cancels the given runs; returns the ids AppFlow could not cancel (already finished).
+    fn cancel_flow_executions(
+        &self,
+        flow: &FlowKey,
+        execution_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, AppFlowError>> + Send;
 }
 
 /// Codes AWS SDKs treat as throttling; AppFlow may send them on any operation.
@@ -180,6 +223,73 @@ impl AppFlow for Arc<SdkAppFlow> {
             execution_id: output.execution_id,
         })
     }
+
+    async fn describe_execution_records(
+        &self,
+        flow: &FlowKey,
+        next_token: Option<&str>,
+    ) -> Result<RecordsPage, AppFlowError> {
+        let output = self
+            .client(&flow.region)
+            .describe_flow_execution_records()
+            .flow_name(&flow.flow_name)
+            .max_results(MAX_PAGE_SIZE)
+            .set_next_token(next_token.map(str::to_owned))
+            .send()
+            .await
+            .map_err(AppFlowError::from_sdk)?;
+        Ok(RecordsPage {
+            records: output
+                .flow_executions()
+                .iter()
+                .map(execution_record)
+                .collect(),
+            next_token: output.next_token,
+        })
+    }
+
+    async fn cancel_flow_executions(
+        &self,
+        flow: &FlowKey,
+        execution_ids: &[String],
+    ) -> Result<Vec<String>, AppFlowError> {
+        let output = self
+            .client(&flow.region)
+            .cancel_flow_executions()
+            .flow_name(&flow.flow_name)
+            .set_execution_ids(Some(execution_ids.to_vec()))
+            .send()
+            .await
+            .map_err(AppFlowError::from_sdk)?;
+        Ok(output.invalid_executions.unwrap_or_default())
+    }
+}
+
+/// The largest page DescribeFlowExecutionRecords serves: fewest calls per poll.
+const MAX_PAGE_SIZE: i32 = 100;
+
+fn execution_record(record: &aws_sdk_appflow::types::ExecutionRecord) -> ExecutionRecord {
+    let result = record.execution_result();
+    ExecutionRecord {
+        execution_id: record.execution_id().unwrap_or_default().to_owned(),
+        status: record
+            .execution_status()
+            .map(|status| status.as_str().to_owned())
+            .unwrap_or_default(),
+        started_at: record.started_at().and_then(timestamp),
+        last_updated_at: record.last_updated_at().and_then(timestamp),
+        records_processed: result.and_then(|r| r.records_processed()),
+        bytes_processed: result.and_then(|r| r.bytes_processed()),
+        bytes_written: result.and_then(|r| r.bytes_written()),
+        error_message: result
+            .and_then(|r| r.error_info())
+            .and_then(|info| info.execution_message())
+            .map(str::to_owned),
+    }
+}
+
+fn timestamp(time: &aws_sdk_appflow::primitives::DateTime) -> Option<Timestamp> {
+    Timestamp::new(time.secs(), i32::try_from(time.subsec_nanos()).ok()?).ok()
 }
 
 #[cfg(test)]

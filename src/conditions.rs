@@ -36,6 +36,18 @@ pub enum Reason {
     StartOutcomeUnknown,
     /// The FlowRun cannot be read (e.g. written under an older schema); it is skipped.
     InvalidObject,
+    /// The run finished successfully.
+    Succeeded,
+    /// The run ended with an error in AppFlow.
+    ExecutionFailed,
+    /// The run was canceled.
+    ExecutionCanceled,
+    /// The run outlived spec.activeDeadlineSeconds and was canceled.
+    DeadlineExceeded,
+    /// The FlowRun was deleted while its run was in progress; the run was canceled (event only).
+    CanceledOnDelete,
+    /// ttlSecondsAfterFinished passed; the FlowRun is deleted (event only).
+    TtlExpired,
 }
 
 impl Reason {
@@ -53,6 +65,12 @@ impl Reason {
             Reason::AppFlowUnavailable => "AppFlowUnavailable",
             Reason::StartOutcomeUnknown => "StartOutcomeUnknown",
             Reason::InvalidObject => "InvalidObject",
+            Reason::Succeeded => "Succeeded",
+            Reason::ExecutionFailed => "ExecutionFailed",
+            Reason::ExecutionCanceled => "ExecutionCanceled",
+            Reason::DeadlineExceeded => "DeadlineExceeded",
+            Reason::CanceledOnDelete => "CanceledOnDelete",
+            Reason::TtlExpired => "TtlExpired",
         }
     }
 }

@@ -18,24 +18,35 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::appflow::AppFlow;
 use crate::conditions::Reason;
-use crate::decide::{self, Decision, EventNote, EventType, Observed, StartPolicy};
+use crate::decide::{
+    self, AppFlowCall, CallResult, Decision, EventNote, EventType, Observed, Policy,
+};
 use crate::flowrun::FlowRun;
 use crate::report::{self, FIELD_MANAGER, ReportError};
+use crate::tracker::ExecutionTracker;
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context<A> {
     pub client: Client,
     pub appflow: A,
     pub recorder: Recorder,
-    pub policy: StartPolicy,
+    pub policy: Policy,
     /// Spreads StartFlow calls out so a burst of FlowRuns does not trip AppFlow's throttling.
     start_limiter: DefaultDirectRateLimiter,
+    /// Reads each flow's run history at most once per tick for all its runs in progress.
+    tracker: ExecutionTracker,
     /// Consecutive unexpected errors per FlowRun UID, for the error policy's backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl<A: AppFlow> Context<A> {
-    pub fn new(client: Client, appflow: A, policy: StartPolicy, start_rate: NonZeroU32) -> Self {
+    pub fn new(
+        client: Client,
+        appflow: A,
+        policy: Policy,
+        start_rate: NonZeroU32,
+        poll_tick: Duration,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -46,6 +57,7 @@ impl<A: AppFlow> Context<A> {
             appflow,
             policy,
             start_limiter: RateLimiter::direct(Quota::per_second(start_rate)),
+            tracker: ExecutionTracker::new(poll_tick),
             failures: Mutex::default(),
         }
     }
@@ -112,52 +124,102 @@ async fn reconcile<A: AppFlow>(
     let observed = observe();
     // Decide.
     let (transition, action) = match decide::decide(flowrun, &observed, &ctx.policy) {
-        Decision::Wait(requeue) => {
-            ctx.clear_failures(&uid);
-            return Ok(requeue.map_or_else(Action::await_change, Action::requeue));
-        }
+        Decision::Wait(requeue) => return Ok(wait(&ctx, &uid, requeue)),
         Decision::Report(transition) => (*transition, "Reconcile"),
-        Decision::StartFlow(request) => {
+        Decision::Call(call) => {
             // Act.
+            let result = call_appflow(&ctx, flowrun, &call).await;
+            match decide::after(flowrun, &observe(), &ctx.policy, &call, result) {
+                Decision::Report(transition) => (*transition, call_name(&call)),
+                Decision::Wait(requeue) => return Ok(wait(&ctx, &uid, requeue)),
+                Decision::Call(next) => unreachable!("after() never calls again: {next:?}"),
+            }
+        }
+    };
+
+    // Report.
+    report::apply(&api, &ctx.recorder, flowrun, &transition, action).await?;
+    ctx.clear_failures(&uid);
+    Ok(transition
+        .requeue
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+fn wait<A: AppFlow>(ctx: &Context<A>, uid: &str, requeue: Option<Duration>) -> Action {
+    ctx.clear_failures(uid);
+    requeue.map_or_else(Action::await_change, Action::requeue)
+}
+
+/// The one place reconciles call AppFlow.
+async fn call_appflow<A: AppFlow>(
+    ctx: &Context<A>,
+    flowrun: &FlowRun,
+    call: &AppFlowCall,
+) -> CallResult {
+    let key = object_key(flowrun);
+    match call {
+        AppFlowCall::StartFlow(request) => {
             ctx.start_limiter.until_ready().await;
-            let result = ctx.appflow.start_flow(&request).await;
+            let result = ctx.appflow.start_flow(request).await;
             match &result {
                 Ok(started) => tracing::info!(
-                    flowrun = %object_key(flowrun),
+                    flowrun = %key,
                     flow = %request.flow_name,
                     execution_id = started.execution_id.as_deref().unwrap_or_default(),
                     "Started flow"
                 ),
                 Err(error) => tracing::warn!(
-                    flowrun = %object_key(flowrun),
+                    flowrun = %key,
                     flow = %request.flow_name,
                     code = error.code.as_deref().unwrap_or_default(),
                     %error,
                     "Failed to start flow"
                 ),
             }
-            (
-                decide::after_start(flowrun, &observe(), &ctx.policy, result),
-                "StartFlow",
-            )
+            CallResult::Started(result)
         }
-    };
-
-    // Report.
-    report::write_status(&api, flowrun, &transition.status).await?;
-    tracing::info!(
-        flowrun = %object_key(flowrun),
-        phase = ?transition.status.phase,
-        message = transition.status.message.as_deref().unwrap_or_default(),
-        "Updated status"
-    );
-    if let Some(event) = &transition.event {
-        report::publish(&ctx.recorder, &flowrun.object_ref(&()), event, action).await;
+        AppFlowCall::Track {
+            flow,
+            execution_id,
+            started,
+        } => {
+            let result = ctx
+                .tracker
+                .find(&ctx.appflow, flow, execution_id, *started)
+                .await;
+            if let Err(error) = &result {
+                tracing::warn!(flowrun = %key, flow = %flow.flow_name, %error, "Failed to read run history");
+            }
+            CallResult::Tracked(result)
+        }
+        AppFlowCall::Cancel {
+            flow,
+            execution_id,
+            cause,
+        } => {
+            let result = ctx
+                .appflow
+                .cancel_flow_executions(flow, std::slice::from_ref(execution_id))
+                .await;
+            match &result {
+                Ok(_) => {
+                    tracing::info!(flowrun = %key, flow = %flow.flow_name, execution_id, ?cause, "Canceled flow run")
+                }
+                Err(error) => {
+                    tracing::warn!(flowrun = %key, flow = %flow.flow_name, execution_id, %error, "Failed to cancel flow run")
+                }
+            }
+            CallResult::Canceled(result)
+        }
     }
-    ctx.clear_failures(&uid);
-    Ok(transition
-        .requeue
-        .map_or_else(Action::await_change, Action::requeue))
+}
+
+fn call_name(call: &AppFlowCall) -> &'static str {
+    match call {
+        AppFlowCall::StartFlow(_) => "StartFlow",
+        AppFlowCall::Track { .. } => "DescribeFlowExecutionRecords",
+        AppFlowCall::Cancel { .. } => "CancelFlowExecutions",
+    }
 }
 
 fn observe() -> Observed {

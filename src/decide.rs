@@ -1,5 +1,8 @@
-//! The decisions, as pure functions of the FlowRun, the clock and AppFlow's answer. No I/O here:
+//! The decisions, as pure functions of the FlowRun, the clock and AppFlow's answers. No I/O here:
 //! everything the functions need is passed in, so every rule is a row in a table test.
+//!
+//! [`decide`] looks at a FlowRun and says what to do; when that is a call to AppFlow, [`after`]
+//! turns the call's result into the status to report.
 
 use std::time::Duration;
 
@@ -7,7 +10,9 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::ResourceExt;
 
-use crate::appflow::{AppFlowError, FailureKind, StartFlowRequest, StartedFlow};
+use crate::appflow::{
+    AppFlowError, ExecutionRecord, FailureKind, FlowKey, StartFlowRequest, StartedFlow,
+};
 use crate::conditions::{self, DesiredCondition, Reason};
 use crate::flowrun::{FlowRun, FlowRunStatus, Phase};
 
@@ -15,15 +20,20 @@ use crate::flowrun::{FlowRun, FlowRunStatus, Phase};
 pub const TOKEN_WINDOW: SignedDuration = SignedDuration::from_hours(8);
 /// Past this age a retry might reach AppFlow after the token expired and start a second run.
 pub const TOKEN_SAFETY_MARGIN: SignedDuration = SignedDuration::from_mins(30);
+/// Held by FlowRuns whose run is in progress, so that deleting one cancels its run first.
+pub const FINALIZER: &str = "appflow.flowrun.dev/cancel-on-delete";
 
-/// The operator's rules for starting flows, from its flags.
+/// The operator's rules, from its flags.
 #[derive(Clone, Debug)]
-pub struct StartPolicy {
+pub struct Policy {
     pub default_region: Option<String>,
     /// How long a flow that does not exist is waited for (GitOps may apply the FlowRun first).
     pub not_found_grace: SignedDuration,
     pub retry_initial_delay: SignedDuration,
     pub retry_max_delay: SignedDuration,
+    /// Poll interval right after a run started; it grows with the run's age up to the max.
+    pub poll_initial_interval: SignedDuration,
+    pub poll_max_interval: SignedDuration,
 }
 
 /// What the reconciler read besides the object itself.
@@ -48,48 +58,108 @@ pub struct EventNote {
     pub note: String,
 }
 
-/// A new status to write, the event announcing it, and when to look again.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalizerChange {
+    Add,
+    Remove,
+}
+
+/// What to write to Kubernetes, the event announcing it, and when to look again. Applied in
+/// this order: add the finalizer, write the status, remove the finalizer, delete the FlowRun.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Transition {
-    pub status: FlowRunStatus,
+    /// The new status; `None` leaves it as it is.
+    pub status: Option<FlowRunStatus>,
+    pub finalizer: Option<FinalizerChange>,
+    pub delete: bool,
     pub event: Option<EventNote>,
     pub requeue: Option<Duration>,
+}
+
+impl Transition {
+    fn with_event(mut self, type_: EventType, reason: Reason, note: String) -> Self {
+        self.event = Some(EventNote {
+            type_,
+            reason,
+            note,
+        });
+        self
+    }
+
+    fn requeue_after(mut self, delay: Option<Duration>) -> Self {
+        self.requeue = delay;
+        self
+    }
+}
+
+/// Why a run is canceled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelCause {
+    /// The FlowRun is being deleted (spec.cancelOnDelete).
+    Deleted,
+    /// The run outlived spec.activeDeadlineSeconds.
+    Deadline,
+}
+
+/// A call to AppFlow the reconciler makes for the decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AppFlowCall {
+    StartFlow(StartFlowRequest),
+    /// Find the run's record in its flow's history.
+    Track {
+        flow: FlowKey,
+        execution_id: String,
+        started: Timestamp,
+    },
+    Cancel {
+        flow: FlowKey,
+        execution_id: String,
+        cause: CancelCause,
+    },
+}
+
+/// What an [`AppFlowCall`] returned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallResult {
+    Started(Result<StartedFlow, AppFlowError>),
+    /// `None`: AppFlow does not list the run yet.
+    Tracked(Result<Option<ExecutionRecord>, AppFlowError>),
+    /// The ids AppFlow could not cancel (already finished).
+    Canceled(Result<Vec<String>, AppFlowError>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     /// Nothing to write; look again after the given time, or when the object changes.
     Wait(Option<Duration>),
-    /// Write a new status without calling AppFlow.
+    /// Write to Kubernetes without calling AppFlow.
     Report(Box<Transition>),
-    /// Call StartFlow, then hand its result to [`after_start`].
-    StartFlow(StartFlowRequest),
+    /// Call AppFlow, then hand the result to [`after`].
+    Call(AppFlowCall),
 }
 
 /// A safety net for a status write whose watch event never comes.
 const RECHECK_AFTER_WRITE: Duration = Duration::from_secs(30);
 
-pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &StartPolicy) -> Decision {
+pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &Policy) -> Decision {
     let Some(uid) = flowrun.uid() else {
         // Objects read from the API server always have a UID; nothing is safe to do without one.
         return Decision::Wait(None);
     };
+    if flowrun.metadata.deletion_timestamp.is_some() {
+        return decide_deletion(flowrun);
+    }
     let status = flowrun.status.clone().unwrap_or_default();
     match flowrun.phase() {
         Phase::Pending => {
-            let Some(region) = flowrun
-                .spec
-                .region
-                .clone()
-                .or(policy.default_region.clone())
-            else {
-                return Decision::Report(Box::new(failed(
+            let Some(region) = region(flowrun, policy) else {
+                return report(failed(
                     flowrun,
                     status,
                     observed,
                     Reason::InvalidRequest,
                     "no AWS region: set spec.region or the operator's --default-region".into(),
-                )));
+                ));
             };
             let message = format!("Starting flow {} in {region}", flowrun.spec.flow_name);
             let status = FlowRunStatus {
@@ -101,18 +171,18 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &StartPolicy) -> D
                 message: Some(message.clone()),
                 ..status
             };
-            Decision::Report(Box::new(progressing(
-                flowrun,
-                status,
-                observed,
-                Reason::Starting,
-                Some(message),
-            )))
+            let mut transition = progressing(flowrun, status, observed, Reason::Starting)
+                .with_event(EventType::Normal, Reason::Starting, message);
+            // Before the run can exist, so a delete at any later moment cancels it.
+            if flowrun.spec.cancel_on_delete {
+                transition.finalizer = Some(FinalizerChange::Add);
+            }
+            report(transition)
         }
         Phase::Starting => {
             let first_attempt = first_attempt(flowrun);
             if observed.now >= first_attempt + (TOKEN_WINDOW - TOKEN_SAFETY_MARGIN) {
-                return Decision::Report(Box::new(failed(
+                return report(failed(
                     flowrun,
                     status,
                     observed,
@@ -124,34 +194,158 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &StartPolicy) -> D
                          FlowRun to run it again",
                         flowrun.spec.flow_name
                     ),
-                )));
+                ));
+            }
+            if let Some(deadline) = deadline(flowrun)
+                && observed.now >= deadline
+            {
+                let message = format!(
+                    "flow {} could not be started within activeDeadlineSeconds; {}",
+                    flowrun.spec.flow_name,
+                    status.message.as_deref().unwrap_or_default()
+                );
+                return report(failed(
+                    flowrun,
+                    status,
+                    observed,
+                    Reason::DeadlineExceeded,
+                    message,
+                ));
             }
             if let Some(MicroTime(next)) = status.next_attempt_time
                 && next > observed.now
             {
                 return Decision::Wait(Some(until(observed.now, next)));
             }
-            Decision::StartFlow(StartFlowRequest {
+            Decision::Call(AppFlowCall::StartFlow(StartFlowRequest {
                 region: status
                     .region
-                    .or(flowrun.spec.region.clone())
-                    .or(policy.default_region.clone())
+                    .or_else(|| region(flowrun, policy))
                     .unwrap_or_default(),
                 flow_name: flowrun.spec.flow_name.clone(),
                 client_token: uid,
-            })
+            }))
         }
-        Phase::Running | Phase::Succeeded | Phase::Failed | Phase::Activated => {
-            Decision::Wait(None)
+        Phase::Running => {
+            let Some(execution_id) = status.execution_id.clone() else {
+                return Decision::Wait(None);
+            };
+            let flow = flow_key(flowrun, policy);
+            match deadline(flowrun) {
+                Some(deadline) if observed.now >= deadline => Decision::Call(AppFlowCall::Cancel {
+                    flow,
+                    execution_id,
+                    cause: CancelCause::Deadline,
+                }),
+                _ => Decision::Call(AppFlowCall::Track {
+                    flow,
+                    execution_id,
+                    started: first_attempt(flowrun),
+                }),
+            }
+        }
+        Phase::Succeeded | Phase::Failed | Phase::Activated | Phase::Canceled => {
+            decide_finished(flowrun, &status, observed)
         }
     }
 }
 
-/// The status after a StartFlow call returned `result`.
-pub fn after_start(
+/// A FlowRun being deleted: cancel its run if it is in progress, then let it go.
+fn decide_deletion(flowrun: &FlowRun) -> Decision {
+    if !has_finalizer(flowrun) {
+        return Decision::Wait(None);
+    }
+    let status = flowrun.status.clone().unwrap_or_default();
+    match (flowrun.phase(), status.execution_id) {
+        (Phase::Running, Some(execution_id)) if flowrun.spec.cancel_on_delete => {
+            Decision::Call(AppFlowCall::Cancel {
+                flow: FlowKey {
+                    region: status.region.unwrap_or_default(),
+                    flow_name: flowrun.spec.flow_name.clone(),
+                },
+                execution_id,
+                cause: CancelCause::Deleted,
+            })
+        }
+        // Not started (no run to cancel) or already finished.
+        _ => report(Transition {
+            finalizer: Some(FinalizerChange::Remove),
+            ..Transition::default()
+        }),
+    }
+}
+
+/// A finished FlowRun: drop a finalizer left behind by a crash, and delete it once its TTL
+/// has passed.
+fn decide_finished(flowrun: &FlowRun, status: &FlowRunStatus, observed: &Observed) -> Decision {
+    if has_finalizer(flowrun) {
+        return report(Transition {
+            finalizer: Some(FinalizerChange::Remove),
+            ..Transition::default()
+        });
+    }
+    let Some(ttl) = flowrun.spec.ttl_seconds_after_finished else {
+        return Decision::Wait(None);
+    };
+    let finished = status
+        .completion_time
+        .as_ref()
+        .map_or_else(|| first_attempt(flowrun), |time| time.0);
+    let expires = finished + SignedDuration::from_secs(ttl);
+    if observed.now < expires {
+        return Decision::Wait(Some(until(observed.now, expires)));
+    }
+    report(
+        Transition {
+            delete: true,
+            ..Transition::default()
+        }
+        .with_event(
+            EventType::Normal,
+            Reason::TtlExpired,
+            format!("Deleting the FlowRun {ttl} s after it finished (ttlSecondsAfterFinished)"),
+        ),
+    )
+}
+
+/// The next step once an AppFlow call returned: a report, or a wait.
+pub fn after(
     flowrun: &FlowRun,
     observed: &Observed,
-    policy: &StartPolicy,
+    policy: &Policy,
+    call: &AppFlowCall,
+    result: CallResult,
+) -> Decision {
+    match (call, result) {
+        (AppFlowCall::StartFlow(_), CallResult::Started(result)) => {
+            report(after_start(flowrun, observed, policy, result))
+        }
+        (AppFlowCall::Track { execution_id, .. }, CallResult::Tracked(result)) => {
+            after_track(flowrun, observed, policy, execution_id, result)
+        }
+        (
+            AppFlowCall::Cancel {
+                execution_id,
+                cause,
+                ..
+            },
+            CallResult::Canceled(result),
+        ) => report(after_cancel(
+            flowrun,
+            observed,
+            policy,
+            execution_id,
+            *cause,
+            result,
+        )),
+        (call, result) => unreachable!("{result:?} does not answer {call:?}"),
+    }
+}
+
+fn after_start(
+    flowrun: &FlowRun,
+    observed: &Observed,
+    policy: &Policy,
     result: Result<StartedFlow, AppFlowError>,
 ) -> Transition {
     let status = FlowRunStatus {
@@ -175,7 +369,9 @@ pub fn after_start(
                         message: Some(message.clone()),
                         ..status
                     };
-                    progressing(flowrun, status, observed, Reason::Running, Some(message))
+                    progressing(flowrun, status, observed, Reason::Running)
+                        .with_event(EventType::Normal, Reason::Running, message)
+                        .requeue_after(Some(poll_interval(policy, SignedDuration::ZERO)))
                 }
                 None => {
                     let message = format!(
@@ -185,33 +381,11 @@ pub fn after_start(
                     let status = FlowRunStatus {
                         phase: Some(Phase::Activated),
                         message: Some(message.clone()),
-                        conditions: conditions::merge(
-                            &status.conditions,
-                            &[
-                                condition(conditions::READY, true, Reason::Activated, &message),
-                                condition(
-                                    conditions::RECONCILING,
-                                    false,
-                                    Reason::Activated,
-                                    &message,
-                                ),
-                                condition(conditions::STALLED, false, Reason::Activated, &message),
-                            ],
-                            flowrun.metadata.generation,
-                            &Time(observed.now),
-                        ),
-                        observed_generation: flowrun.metadata.generation,
+                        completion_time: Some(Time(observed.now)),
                         ..status
                     };
-                    Transition {
-                        status,
-                        event: Some(EventNote {
-                            type_: EventType::Normal,
-                            reason: Reason::Activated,
-                            note: message,
-                        }),
-                        requeue: None,
-                    }
+                    finished(flowrun, status, observed, Health::Ready, Reason::Activated)
+                        .with_event(EventType::Normal, Reason::Activated, message)
                 }
             }
         }
@@ -229,29 +403,209 @@ pub fn after_start(
             }
             let attempts = status.start_attempts.unwrap_or(0).saturating_add(1);
             let delay = retry_delay(policy, attempts, observed.jitter);
+            let message = format!("{message} (attempt {attempts}; retrying in {delay:#})");
             let status = FlowRunStatus {
                 start_attempts: Some(attempts),
                 next_attempt_time: Some(MicroTime(observed.now + delay)),
-                message: Some(format!(
-                    "{message} (attempt {attempts}; retrying in {delay:#})"
-                )),
+                message: Some(message.clone()),
                 ..status
             };
-            let mut transition = progressing(flowrun, status, observed, reason, None);
-            transition.event = Some(EventNote {
-                type_: EventType::Warning,
-                reason,
-                note: transition.status.message.clone().unwrap_or_default(),
-            });
-            transition.requeue = Some(until(observed.now, observed.now + delay));
-            transition
+            progressing(flowrun, status, observed, reason)
+                .with_event(EventType::Warning, reason, message)
+                .requeue_after(Some(until(observed.now, observed.now + delay)))
+        }
+    }
+}
+
+fn after_track(
+    flowrun: &FlowRun,
+    observed: &Observed,
+    policy: &Policy,
+    execution_id: &str,
+    result: Result<Option<ExecutionRecord>, AppFlowError>,
+) -> Decision {
+    let status = flowrun.status.clone().unwrap_or_default();
+    let flow = &flowrun.spec.flow_name;
+    let next_poll = poll_interval(policy, observed.now.duration_since(first_attempt(flowrun)));
+    let record = match result {
+        // Not listed yet: AppFlow is still setting the run up.
+        Ok(None) => return Decision::Wait(Some(next_poll)),
+        Ok(Some(record)) => record,
+        Err(error) if error.kind == FailureKind::FlowNotFound => {
+            return report(failed(
+                flowrun,
+                status,
+                observed,
+                Reason::FlowNotFound,
+                format!(
+                    "flow {flow} no longer exists, so the outcome of execution {execution_id} \
+                     is unknown: {error}"
+                ),
+            ));
+        }
+        Err(error) => {
+            let reason = reason_for(error.kind);
+            return report(
+                Transition::default()
+                    .with_event(
+                        EventType::Warning,
+                        reason,
+                        format!("Failed to read the run history of flow {flow}: {error}"),
+                    )
+                    .requeue_after(Some(next_poll)),
+            );
+        }
+    };
+    let status = FlowRunStatus {
+        execution_status: Some(record.status.clone()),
+        records_processed: record.records_processed.or(status.records_processed),
+        bytes_processed: record.bytes_processed.or(status.bytes_processed),
+        bytes_written: record.bytes_written.or(status.bytes_written),
+        ..status
+    };
+    let completed = FlowRunStatus {
+        completion_time: Some(Time(record.last_updated_at.unwrap_or(observed.now))),
+        ..status.clone()
+    };
+    match record.status.as_str() {
+        "Successful" => {
+            let message = format!(
+                "Execution {execution_id} of flow {flow} succeeded: {} records processed",
+                record.records_processed.unwrap_or(0)
+            );
+            let status = FlowRunStatus {
+                phase: Some(Phase::Succeeded),
+                message: Some(message.clone()),
+                ..completed
+            };
+            report(
+                finished(flowrun, status, observed, Health::Ready, Reason::Succeeded).with_event(
+                    EventType::Normal,
+                    Reason::Succeeded,
+                    message,
+                ),
+            )
+        }
+        "Error" => {
+            let message = format!(
+                "Execution {execution_id} of flow {flow} failed: {}",
+                record
+                    .error_message
+                    .as_deref()
+                    .unwrap_or("AppFlow gave no message")
+            );
+            report(failed(
+                flowrun,
+                completed,
+                observed,
+                Reason::ExecutionFailed,
+                message,
+            ))
+        }
+        "Canceled" => {
+            let message = format!("Execution {execution_id} of flow {flow} was canceled");
+            let status = FlowRunStatus {
+                phase: Some(Phase::Canceled),
+                message: Some(message.clone()),
+                ..completed
+            };
+            report(
+                finished(
+                    flowrun,
+                    status,
+                    observed,
+                    Health::Stalled,
+                    Reason::ExecutionCanceled,
+                )
+                .with_event(EventType::Warning, Reason::ExecutionCanceled, message),
+            )
+        }
+        // InProgress, CancelStarted, or a status newer than this operator: still going.
+        _ => {
+            let previous = flowrun.status.clone().unwrap_or_default();
+            if status == previous {
+                Decision::Wait(Some(next_poll))
+            } else {
+                report(Transition {
+                    status: Some(status),
+                    requeue: Some(next_poll),
+                    ..Transition::default()
+                })
+            }
+        }
+    }
+}
+
+fn after_cancel(
+    flowrun: &FlowRun,
+    observed: &Observed,
+    policy: &Policy,
+    execution_id: &str,
+    cause: CancelCause,
+    result: Result<Vec<String>, AppFlowError>,
+) -> Transition {
+    let flow = &flowrun.spec.flow_name;
+    let already_finished = match result {
+        Ok(invalid) => invalid.iter().any(|id| id == execution_id),
+        // The flow vanished, and its runs with it: nothing is left to cancel.
+        Err(error) if error.kind == FailureKind::FlowNotFound => true,
+        Err(error) => {
+            let reason = reason_for(error.kind);
+            // Retried until it works: the finalizer holds the FlowRun until then.
+            let delay = retry_delay(policy, 4, observed.jitter);
+            return Transition::default()
+                .with_event(
+                    EventType::Warning,
+                    reason,
+                    format!(
+                        "Failed to cancel execution {execution_id} of flow {flow}, retrying in \
+                         {delay:#}: {error}"
+                    ),
+                )
+                .requeue_after(Some(until(observed.now, observed.now + delay)));
+        }
+    };
+    let outcome = if already_finished {
+        "it had already finished"
+    } else {
+        "canceled it"
+    };
+    match cause {
+        CancelCause::Deleted => Transition {
+            finalizer: Some(FinalizerChange::Remove),
+            ..Transition::default()
+        }
+        .with_event(
+            EventType::Normal,
+            Reason::CanceledOnDelete,
+            format!(
+                "The FlowRun was deleted while execution {execution_id} of flow {flow} was in \
+                 progress: {outcome}"
+            ),
+        ),
+        CancelCause::Deadline => {
+            let status = FlowRunStatus {
+                completion_time: Some(Time(observed.now)),
+                ..flowrun.status.clone().unwrap_or_default()
+            };
+            failed(
+                flowrun,
+                status,
+                observed,
+                Reason::DeadlineExceeded,
+                format!(
+                    "execution {execution_id} of flow {flow} was still in progress after \
+                     activeDeadlineSeconds={}: {outcome}",
+                    flowrun.spec.active_deadline_seconds.unwrap_or_default()
+                ),
+            )
         }
     }
 }
 
 /// Capped exponential backoff with "equal jitter": half the delay is fixed, half random. The
 /// attempt count lives in the status, so the backoff survives operator restarts.
-pub fn retry_delay(policy: &StartPolicy, attempts: u32, jitter: f64) -> SignedDuration {
+pub fn retry_delay(policy: &Policy, attempts: u32, jitter: f64) -> SignedDuration {
     let exponent = attempts.saturating_sub(1).min(30);
     let full = policy
         .retry_initial_delay
@@ -260,6 +614,15 @@ pub fn retry_delay(policy: &StartPolicy, attempts: u32, jitter: f64) -> SignedDu
         .min(policy.retry_max_delay);
     let half = full / 2;
     half + half.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+/// Polls come quickly while a run is young and slow down as it ages: a quarter of its age,
+/// between the initial and the max interval.
+pub fn poll_interval(policy: &Policy, age: SignedDuration) -> Duration {
+    let interval = (age / 4)
+        .max(policy.poll_initial_interval)
+        .min(policy.poll_max_interval);
+    Duration::try_from(interval).unwrap_or_default()
 }
 
 fn reason_for(kind: FailureKind) -> Reason {
@@ -274,6 +637,35 @@ fn reason_for(kind: FailureKind) -> Reason {
     }
 }
 
+fn report(transition: Transition) -> Decision {
+    Decision::Report(Box::new(transition))
+}
+
+fn has_finalizer(flowrun: &FlowRun) -> bool {
+    flowrun.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+fn region(flowrun: &FlowRun, policy: &Policy) -> Option<String> {
+    flowrun
+        .spec
+        .region
+        .clone()
+        .or_else(|| policy.default_region.clone())
+}
+
+/// The flow of a started run: in the region it was started in.
+fn flow_key(flowrun: &FlowRun, policy: &Policy) -> FlowKey {
+    FlowKey {
+        region: flowrun
+            .status
+            .as_ref()
+            .and_then(|status| status.region.clone())
+            .or_else(|| region(flowrun, policy))
+            .unwrap_or_default(),
+        flow_name: flowrun.spec.flow_name.clone(),
+    }
+}
+
 /// When StartFlow was first tried; a status without it (edited by hand) falls back to the
 /// creation time, which can only make the token window look older, never younger.
 fn first_attempt(flowrun: &FlowRun) -> Timestamp {
@@ -285,54 +677,97 @@ fn first_attempt(flowrun: &FlowRun) -> Timestamp {
         .map_or(Timestamp::UNIX_EPOCH, |time| time.0)
 }
 
+fn deadline(flowrun: &FlowRun) -> Option<Timestamp> {
+    let seconds = flowrun.spec.active_deadline_seconds?;
+    Some(first_attempt(flowrun) + SignedDuration::from_secs(seconds))
+}
+
 fn until(now: Timestamp, then: Timestamp) -> Duration {
     Duration::try_from(then.duration_since(now)).unwrap_or_default()
 }
 
-fn condition(type_: &'static str, status: bool, reason: Reason, message: &str) -> DesiredCondition {
-    DesiredCondition {
-        type_,
-        status,
-        reason,
-        message: message.to_owned(),
-    }
+/// kstatus: what the three conditions say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Health {
+    /// Starting, retrying or running: `Reconciling=True`.
+    Progressing,
+    /// Succeeded or activated: `Ready=True`.
+    Ready,
+    /// Failed or canceled: `Stalled=True`; nothing more will happen.
+    Stalled,
 }
 
-/// Starting, retrying or running: kstatus `Reconciling=True`, not ready yet, not stalled.
-fn progressing(
+fn with_conditions(
     flowrun: &FlowRun,
     status: FlowRunStatus,
     observed: &Observed,
+    health: Health,
     reason: Reason,
-    event_note: Option<String>,
-) -> Transition {
+) -> FlowRunStatus {
     let message = status.message.clone().unwrap_or_default();
-    let status = FlowRunStatus {
+    let condition = |type_, on| DesiredCondition {
+        type_,
+        status: on,
+        reason,
+        message: message.clone(),
+    };
+    FlowRunStatus {
         conditions: conditions::merge(
             &status.conditions,
             &[
-                condition(conditions::READY, false, reason, &message),
-                condition(conditions::RECONCILING, true, reason, &message),
-                condition(conditions::STALLED, false, reason, &message),
+                condition(conditions::READY, health == Health::Ready),
+                condition(conditions::RECONCILING, health == Health::Progressing),
+                condition(conditions::STALLED, health == Health::Stalled),
             ],
             flowrun.metadata.generation,
             &Time(observed.now),
         ),
         observed_generation: flowrun.metadata.generation,
         ..status
-    };
-    Transition {
-        status,
-        event: event_note.map(|note| EventNote {
-            type_: EventType::Normal,
-            reason,
-            note,
-        }),
-        requeue: Some(RECHECK_AFTER_WRITE),
     }
 }
 
-/// A terminal failure: kstatus `Stalled=True`; the operator does nothing more for this FlowRun.
+fn progressing(
+    flowrun: &FlowRun,
+    status: FlowRunStatus,
+    observed: &Observed,
+    reason: Reason,
+) -> Transition {
+    Transition {
+        status: Some(with_conditions(
+            flowrun,
+            status,
+            observed,
+            Health::Progressing,
+            reason,
+        )),
+        requeue: Some(RECHECK_AFTER_WRITE),
+        ..Transition::default()
+    }
+}
+
+/// A final phase: the finalizer goes (there is no run left to cancel) and, with a TTL, the
+/// FlowRun comes back for deletion.
+fn finished(
+    flowrun: &FlowRun,
+    status: FlowRunStatus,
+    observed: &Observed,
+    health: Health,
+    reason: Reason,
+) -> Transition {
+    Transition {
+        status: Some(with_conditions(flowrun, status, observed, health, reason)),
+        finalizer: has_finalizer(flowrun).then_some(FinalizerChange::Remove),
+        requeue: flowrun
+            .spec
+            .ttl_seconds_after_finished
+            .and_then(|ttl| u64::try_from(ttl).ok())
+            .map(Duration::from_secs),
+        ..Transition::default()
+    }
+}
+
+/// A terminal failure: `Stalled=True`, a Warning event; the operator does nothing more.
 fn failed(
     flowrun: &FlowRun,
     status: FlowRunStatus,
@@ -344,28 +779,14 @@ fn failed(
         phase: Some(Phase::Failed),
         message: Some(message.clone()),
         next_attempt_time: None,
-        conditions: conditions::merge(
-            &status.conditions,
-            &[
-                condition(conditions::READY, false, reason, &message),
-                condition(conditions::RECONCILING, false, reason, &message),
-                condition(conditions::STALLED, true, reason, &message),
-            ],
-            flowrun.metadata.generation,
-            &Time(observed.now),
-        ),
-        observed_generation: flowrun.metadata.generation,
+        completion_time: status.completion_time.or(Some(Time(observed.now))),
         ..status
     };
-    Transition {
-        status,
-        event: Some(EventNote {
-            type_: EventType::Warning,
-            reason,
-            note: message,
-        }),
-        requeue: None,
-    }
+    finished(flowrun, status, observed, Health::Stalled, reason).with_event(
+        EventType::Warning,
+        reason,
+        message,
+    )
 }
 
 #[cfg(test)]

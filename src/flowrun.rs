@@ -68,11 +68,47 @@ pub struct FlowRunSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9-]+$"))]
     pub region: Option<String>,
+
+    /// Cancel the AppFlow run when this FlowRun is deleted while the run is in progress. While
+    /// it is, the FlowRun carries the finalizer appflow.flowrun.dev/cancel-on-delete.
+    #[serde(default = "default_true")]
+    pub cancel_on_delete: bool,
+
+    /// Seconds the run may stay in progress, counted from the first StartFlow attempt. Past
+    /// them the run is canceled and the FlowRun fails with reason DeadlineExceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+
+    /// Seconds after the FlowRun finished (Succeeded, Failed, Canceled or Activated) when the
+    /// operator deletes it. Off when unset. Do not use it on FlowRuns kept in Git: the GitOps
+    /// tool would create the FlowRun again, which runs the flow again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl FlowRunSpec {
+    /// A spec with the defaults, as the API server fills them in.
+    pub fn new(flow_name: &str) -> Self {
+        FlowRunSpec {
+            flow_name: flow_name.to_owned(),
+            region: None,
+            cancel_on_delete: true,
+            active_deadline_seconds: None,
+            ttl_seconds_after_finished: None,
+        }
+    }
 }
 
 /// Where the FlowRun is in its life: Pending (not started yet), Starting (StartFlow is being
 /// called or retried), Running (AppFlow accepted the run), Succeeded, Failed (see message and
-/// conditions), or Activated (a scheduled or event-triggered flow was activated).
+/// conditions), Canceled (the run was canceled), or Activated (a scheduled or event-triggered
+/// flow was activated).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     /// Seen by the operator, not yet started.
@@ -87,12 +123,17 @@ pub enum Phase {
     Failed,
     /// The flow is scheduled or event-triggered: StartFlow activated it and no single run exists.
     Activated,
+    /// The run was canceled, in AppFlow or by the operator.
+    Canceled,
 }
 
 impl Phase {
     /// Phases the operator never leaves on its own.
     pub fn is_final(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Activated)
+        matches!(
+            self,
+            Phase::Succeeded | Phase::Failed | Phase::Activated | Phase::Canceled
+        )
     }
 }
 
@@ -127,6 +168,27 @@ pub struct FlowRunStatus {
     /// Time of the first StartFlow attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+
+    /// Status of the run in AppFlow: InProgress, Successful, Error, CancelStarted, Canceled, or
+    /// a newer value AppFlow reports, kept as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_status: Option<String>,
+
+    /// Time the run finished (or the FlowRun failed or was activated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
+    /// Records the run processed, as AppFlow reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_processed: Option<i64>,
+
+    /// Bytes the run read from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_processed: Option<i64>,
+
+    /// Bytes the run wrote to the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_written: Option<i64>,
 
     /// Number of StartFlow attempts that returned an error so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]

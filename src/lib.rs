@@ -3,7 +3,7 @@
 //! The data takes one road: watch -> observe -> decide -> act -> report.
 //! - [`controller`]: watch and reconcile; observes the clock and calls the other steps.
 //! - [`decide`]: pure decisions (no I/O).
-//! - [`appflow`]: act; the only module that calls AWS.
+//! - [`appflow`]: act; the only module that calls AWS ([`tracker`] batches its history reads).
 //! - [`report`]: status writes and events; the only module that writes to Kubernetes.
 
 pub mod appflow;
@@ -13,3 +13,4 @@ pub mod decide;
 pub mod flowrun;
 pub mod report;
 pub mod settings;
+pub mod tracker;

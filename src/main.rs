@@ -64,7 +64,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         )
         .load()
         .await;
-    let policy = settings.start_policy(sdk_config.region().map(ToString::to_string));
+    let policy = settings.policy(sdk_config.region().map(ToString::to_string));
     if policy.default_region.is_none() {
         tracing::warn!(
             "No default AWS region (--default-region or AWS_REGION): FlowRuns must set spec.region"
@@ -83,6 +83,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         appflow,
         policy,
         settings.start_rate_limit,
+        settings.poll_tick(),
     ));
     controller::run(ctx, &settings.watch_namespaces, settings.concurrency).await;
     tracing::info!("Stopped flowrun-operator");

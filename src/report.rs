@@ -1,32 +1,84 @@
 //! Report: the only writes to Kubernetes. One status write per transition, by server-side apply
-//! under one field manager (so fields the operator drops are removed), and an event for it.
+//! under one field manager (so fields the operator drops are removed), the finalizer (also by
+//! server-side apply: the operator owns only its own entry of the list), deletion after the
+//! TTL, and an event for the transition.
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::decide::{EventNote, EventType};
+use crate::decide::{EventNote, EventType, FINALIZER, FinalizerChange, Transition};
 use crate::flowrun::{FlowRun, FlowRunStatus};
 
 pub const FIELD_MANAGER: &str = "flowrun-operator";
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("failed to write the status of FlowRun {namespace}/{name}")]
-    WriteStatus {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+#[error("failed to {action} of FlowRun {namespace}/{name}")]
+pub struct ReportError {
+    action: &'static str,
+    namespace: String,
+    name: String,
+    #[source]
+    source: kube::Error,
 }
 
-pub async fn write_status(
+/// Carries out a transition: finalizer in, status, finalizer out, deletion; then its event.
+pub async fn apply(
+    api: &Api<FlowRun>,
+    recorder: &Recorder,
+    flowrun: &FlowRun,
+    transition: &Transition,
+    action: &str,
+) -> Result<(), ReportError> {
+    let failed = |action| {
+        move |source| ReportError {
+            action,
+            namespace: flowrun.namespace().unwrap_or_default(),
+            name: flowrun.name_any(),
+            source,
+        }
+    };
+    if transition.finalizer == Some(FinalizerChange::Add) {
+        set_finalizer(api, flowrun, true)
+            .await
+            .map_err(failed("add the finalizer"))?;
+    }
+    if let Some(status) = &transition.status {
+        write_status(api, flowrun, status)
+            .await
+            .map_err(failed("write the status"))?;
+        tracing::info!(
+            flowrun = %format!("{}/{}", flowrun.namespace().unwrap_or_default(), flowrun.name_any()),
+            phase = ?status.phase,
+            message = status.message.as_deref().unwrap_or_default(),
+            "Updated status"
+        );
+    }
+    if transition.finalizer == Some(FinalizerChange::Remove) {
+        set_finalizer(api, flowrun, false)
+            .await
+            .map_err(failed("remove the finalizer"))?;
+    }
+    if transition.delete {
+        match api.delete(&flowrun.name_any(), &Default::default()).await {
+            // Someone else deleted it first: the goal is reached.
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(failed("delete")(error)),
+        }
+    }
+    if let Some(event) = &transition.event {
+        publish(recorder, &flowrun.object_ref(&()), event, action).await;
+    }
+    Ok(())
+}
+
+async fn write_status(
     api: &Api<FlowRun>,
     flowrun: &FlowRun,
     status: &FlowRunStatus,
-) -> Result<(), ReportError> {
+) -> Result<(), kube::Error> {
     let patch = json!({
         "apiVersion": FlowRun::api_version(&()),
         "kind": FlowRun::kind(&()),
@@ -39,11 +91,33 @@ pub async fn write_status(
     )
     .await
     .map(drop)
-    .map_err(|source| ReportError::WriteStatus {
-        namespace: flowrun.namespace().unwrap_or_default(),
-        name: flowrun.name_any(),
-        source,
-    })
+}
+
+/// `metadata.finalizers` is a set: applying it with or without our entry adds or removes only
+/// that entry and leaves other controllers' finalizers alone.
+async fn set_finalizer(
+    api: &Api<FlowRun>,
+    flowrun: &FlowRun,
+    present: bool,
+) -> Result<(), kube::Error> {
+    let finalizers: &[&str] = if present { &[FINALIZER] } else { &[] };
+    let patch = json!({
+        "apiVersion": FlowRun::api_version(&()),
+        "kind": FlowRun::kind(&()),
+        "metadata": {"name": flowrun.name_any(), "finalizers": finalizers},
+    });
+    match api
+        .patch(
+            &flowrun.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        // Removing the last finalizer of a deleted object makes it vanish: nothing left to do.
+        Err(kube::Error::Api(status)) if status.code == 404 && !present => Ok(()),
+        other => other.map(drop),
+    }
 }
 
 /// Publishes an event about `regarding`. Events are best-effort: a failure is logged, never

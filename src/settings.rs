@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use jiff::SignedDuration;
 
-use crate::decide::StartPolicy;
+use crate::decide::Policy;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -55,6 +55,15 @@ pub struct Settings {
     #[arg(long, env = "FLOWRUN_RETRY_MAX_DELAY", default_value = "5m", value_parser = parse_duration)]
     pub retry_max_delay: SignedDuration,
 
+    /// How often a run is polled right after it started; also the shortest time between two
+    /// reads of one flow's run history, however many of its runs are followed
+    #[arg(long, env = "FLOWRUN_POLL_INITIAL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub poll_initial_interval: SignedDuration,
+
+    /// Longest time between two polls of a run; the interval grows with the run's age
+    #[arg(long, env = "FLOWRUN_POLL_MAX_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub poll_max_interval: SignedDuration,
+
     /// Log format
     #[arg(long, env = "FLOWRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -71,14 +80,21 @@ pub enum LogFormat {
 }
 
 impl Settings {
-    /// The start rules; `sdk_region` is the AWS chain's region, used when no flag sets one.
-    pub fn start_policy(&self, sdk_region: Option<String>) -> StartPolicy {
-        StartPolicy {
+    /// The decision rules; `sdk_region` is the AWS chain's region, used when no flag sets one.
+    pub fn policy(&self, sdk_region: Option<String>) -> Policy {
+        Policy {
             default_region: self.default_region.clone().or(sdk_region),
             not_found_grace: self.not_found_grace,
             retry_initial_delay: self.retry_initial_delay,
             retry_max_delay: self.retry_max_delay,
+            poll_initial_interval: self.poll_initial_interval,
+            poll_max_interval: self.poll_max_interval,
         }
+    }
+
+    /// The shortest poll interval: the tick of the run tracker.
+    pub fn poll_tick(&self) -> Duration {
+        Duration::try_from(self.poll_initial_interval).unwrap_or_default()
     }
 
     pub fn aws_timeout(&self) -> Duration {

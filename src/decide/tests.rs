@@ -2,7 +2,9 @@ use super::*;
 
 const UID: &str = "6f1c2b1e-0000-4000-8000-000000000001";
 
-fn flowrun(yaml_status: &str) -> FlowRun {
+/// A FlowRun with the given extra spec lines (YAML flow style, may be empty), metadata lines
+/// and status.
+fn flowrun_with(spec: &str, metadata: &str, status: &str) -> FlowRun {
     let yaml = format!(
         r#"
 apiVersion: appflow.flowrun.dev/v1alpha1
@@ -13,13 +15,16 @@ metadata:
   uid: {UID}
   generation: 1
   creationTimestamp: "2026-11-25T10:00:00Z"
-spec:
-  flowName: salesforce-to-s3
-  region: eu-west-1
-status: {yaml_status}
+{metadata}
+spec: {{flowName: salesforce-to-s3, region: eu-west-1{spec}}}
+status: {status}
 "#
     );
     serde_yaml_ng::from_str(&yaml).expect("fixture parses")
+}
+
+fn flowrun(status: &str) -> FlowRun {
+    flowrun_with("", "", status)
 }
 
 fn at(rfc3339: &str) -> Timestamp {
@@ -33,12 +38,14 @@ fn observed(now: &str) -> Observed {
     }
 }
 
-fn policy() -> StartPolicy {
-    StartPolicy {
+fn policy() -> Policy {
+    Policy {
         default_region: Some("us-east-1".into()),
         not_found_grace: SignedDuration::from_mins(10),
         retry_initial_delay: SignedDuration::from_secs(2),
         retry_max_delay: SignedDuration::from_mins(5),
+        poll_initial_interval: SignedDuration::from_secs(5),
+        poll_max_interval: SignedDuration::from_mins(1),
     }
 }
 
@@ -46,6 +53,16 @@ fn starting(start_time: &str, extra: &str) -> FlowRun {
     flowrun(&format!(
         "{{phase: Starting, clientToken: {UID}, region: eu-west-1, startTime: \"{start_time}\"{extra}}}"
     ))
+}
+
+const RUNNING: &str = "{phase: Running, clientToken: c, region: eu-west-1, executionId: exec-1, startTime: \"2026-11-25T10:00:00Z\"}";
+
+fn running(spec: &str) -> FlowRun {
+    flowrun_with(
+        spec,
+        "  finalizers: [appflow.flowrun.dev/cancel-on-delete]",
+        RUNNING,
+    )
 }
 
 fn condition<'a>(status: &'a FlowRunStatus, type_: &str) -> (&'a str, &'a str) {
@@ -57,22 +74,58 @@ fn condition<'a>(status: &'a FlowRunStatus, type_: &str) -> (&'a str, &'a str) {
     (condition.status.as_str(), condition.reason.as_str())
 }
 
-fn report(decision: Decision) -> Transition {
+fn reported(decision: Decision) -> Transition {
     match decision {
         Decision::Report(transition) => *transition,
-        other => panic!("expected a status report, got {other:?}"),
+        other => panic!("expected a report, got {other:?}"),
+    }
+}
+
+fn written(transition: &Transition) -> &FlowRunStatus {
+    transition.status.as_ref().expect("a status write")
+}
+
+fn call(decision: Decision) -> AppFlowCall {
+    match decision {
+        Decision::Call(call) => call,
+        other => panic!("expected an AppFlow call, got {other:?}"),
+    }
+}
+
+/// The report after StartFlow returned `result`.
+fn after_start(
+    flowrun: &FlowRun,
+    observed: &Observed,
+    result: Result<StartedFlow, AppFlowError>,
+) -> Transition {
+    let call = call(decide(flowrun, observed, &policy()));
+    assert!(matches!(call, AppFlowCall::StartFlow(_)), "{call:?}");
+    reported(after(
+        flowrun,
+        observed,
+        &policy(),
+        &call,
+        CallResult::Started(result),
+    ))
+}
+
+fn error(kind: FailureKind) -> AppFlowError {
+    AppFlowError {
+        kind,
+        code: None,
+        message: format!("{kind:?} from AppFlow"),
     }
 }
 
 #[test]
-fn new_flowrun_records_starting_with_its_uid_as_token_before_any_call() {
-    let transition = report(decide(
+fn new_flowrun_records_starting_with_its_uid_as_token_and_a_finalizer_before_any_call() {
+    let transition = reported(decide(
         &flowrun("{}"),
         &observed("2026-11-25T10:00:01Z"),
         &policy(),
     ));
 
-    let status = &transition.status;
+    let status = written(&transition);
     assert_eq!(status.phase, Some(Phase::Starting));
     assert_eq!(status.client_token.as_deref(), Some(UID));
     assert_eq!(status.region.as_deref(), Some("eu-west-1"));
@@ -87,6 +140,7 @@ fn new_flowrun_records_starting_with_its_uid_as_token_before_any_call() {
         condition(status, conditions::STALLED),
         ("False", "Starting")
     );
+    assert_eq!(transition.finalizer, Some(FinalizerChange::Add));
     let event = transition.event.expect("a Starting event");
     assert_eq!(
         (event.type_, event.reason),
@@ -95,35 +149,49 @@ fn new_flowrun_records_starting_with_its_uid_as_token_before_any_call() {
 }
 
 #[test]
+fn without_cancel_on_delete_no_finalizer_is_added() {
+    let flowrun = flowrun_with(", cancelOnDelete: false", "", "{}");
+
+    let transition = reported(decide(
+        &flowrun,
+        &observed("2026-11-25T10:00:01Z"),
+        &policy(),
+    ));
+
+    assert_eq!(transition.finalizer, None);
+}
+
+#[test]
 fn region_comes_from_the_spec_then_the_operator_default_and_is_required() {
     let mut without_region = flowrun("{}");
     without_region.spec.region = None;
 
-    let defaulted = report(decide(
+    let defaulted = reported(decide(
         &without_region,
         &observed("2026-11-25T10:00:01Z"),
         &policy(),
     ));
-    assert_eq!(defaulted.status.region.as_deref(), Some("us-east-1"));
+    assert_eq!(written(&defaulted).region.as_deref(), Some("us-east-1"));
 
-    let no_default = StartPolicy {
+    let no_default = Policy {
         default_region: None,
         ..policy()
     };
-    let refused = report(decide(
+    let refused = reported(decide(
         &without_region,
         &observed("2026-11-25T10:00:01Z"),
         &no_default,
     ));
-    assert_eq!(refused.status.phase, Some(Phase::Failed));
+    let status = written(&refused);
+    assert_eq!(status.phase, Some(Phase::Failed));
     assert_eq!(
-        condition(&refused.status, conditions::STALLED),
+        condition(status, conditions::STALLED),
         ("True", "InvalidRequest")
     );
     assert!(
-        refused
-            .status
+        status
             .message
+            .as_deref()
             .unwrap_or_default()
             .contains("spec.region")
     );
@@ -140,9 +208,8 @@ fn starting_flowrun_calls_start_flow_with_its_uid_until_the_token_window_closes(
         ("2026-11-25T10:00:00Z", "2026-11-26T10:00:00Z", false),
     ];
     for (first_attempt, now, start_expected) in table {
-        let decision = decide(&starting(first_attempt, ""), &observed(now), &policy());
-        match decision {
-            Decision::StartFlow(request) => {
+        match decide(&starting(first_attempt, ""), &observed(now), &policy()) {
+            Decision::Call(AppFlowCall::StartFlow(request)) => {
                 assert!(start_expected, "{first_attempt} -> {now}: must not start");
                 assert_eq!(
                     request,
@@ -155,20 +222,21 @@ fn starting_flowrun_calls_start_flow_with_its_uid_until_the_token_window_closes(
             }
             Decision::Report(transition) => {
                 assert!(!start_expected, "{first_attempt} -> {now}: must start");
-                assert_eq!(transition.status.phase, Some(Phase::Failed));
+                let status = written(&transition);
+                assert_eq!(status.phase, Some(Phase::Failed));
                 assert_eq!(
-                    condition(&transition.status, conditions::STALLED),
+                    condition(status, conditions::STALLED),
                     ("True", "StartOutcomeUnknown")
                 );
                 assert!(
-                    transition
-                        .status
+                    status
                         .message
+                        .as_deref()
                         .unwrap_or_default()
                         .contains("new FlowRun")
                 );
             }
-            Decision::Wait(_) => panic!("{first_attempt} -> {now}: unexpected wait"),
+            other => panic!("{first_attempt} -> {now}: unexpected {other:?}"),
         }
     }
 }
@@ -177,11 +245,14 @@ fn starting_flowrun_calls_start_flow_with_its_uid_until_the_token_window_closes(
 fn starting_flowrun_without_start_time_measures_the_window_from_creation() {
     let flowrun = flowrun(&format!("{{phase: Starting, clientToken: {UID}}}"));
 
-    let decision = decide(&flowrun, &observed("2026-11-25T18:00:00Z"), &policy());
+    let transition = reported(decide(
+        &flowrun,
+        &observed("2026-11-25T18:00:00Z"),
+        &policy(),
+    ));
 
-    let transition = report(decision);
     assert_eq!(
-        condition(&transition.status, conditions::STALLED),
+        condition(written(&transition), conditions::STALLED),
         ("True", "StartOutcomeUnknown")
     );
 }
@@ -190,7 +261,7 @@ fn starting_flowrun_without_start_time_measures_the_window_from_creation() {
 fn retry_waits_for_next_attempt_time_even_when_reconciled_early() {
     let flowrun = starting(
         "2026-11-25T10:00:00Z",
-        ", startAttempts: 3, nextAttemptTime: \"2026-11-25T10:01:00Z\"",
+        ", startAttempts: 3, nextAttemptTime: \"2026-11-25T10:01:00.000000Z\"",
     );
 
     assert_eq!(
@@ -199,22 +270,8 @@ fn retry_waits_for_next_attempt_time_even_when_reconciled_early() {
     );
     assert!(matches!(
         decide(&flowrun, &observed("2026-11-25T10:01:00Z"), &policy()),
-        Decision::StartFlow(_)
+        Decision::Call(AppFlowCall::StartFlow(_))
     ));
-}
-
-#[test]
-fn started_run_does_not_call_start_flow_again() {
-    for phase in ["Running", "Succeeded", "Failed", "Activated"] {
-        let flowrun = flowrun(&format!(
-            "{{phase: {phase}, clientToken: {UID}, executionId: exec-1, startTime: \"2026-11-25T10:00:00Z\"}}"
-        ));
-        assert_eq!(
-            decide(&flowrun, &observed("2026-11-25T10:05:00Z"), &policy()),
-            Decision::Wait(None),
-            "{phase}"
-        );
-    }
 }
 
 #[test]
@@ -228,11 +285,10 @@ fn started_execution_moves_the_flowrun_to_running_with_the_run_details() {
     let transition = after_start(
         &starting("2026-11-25T10:00:00Z", ""),
         &observed("2026-11-25T10:00:02Z"),
-        &policy(),
         Ok(started),
     );
 
-    let status = &transition.status;
+    let status = written(&transition);
     assert_eq!(status.phase, Some(Phase::Running));
     assert_eq!(status.execution_id.as_deref(), Some("exec-1"));
     assert_eq!(status.flow_status.as_deref(), Some("Active"));
@@ -249,6 +305,15 @@ fn started_execution_moves_the_flowrun_to_running_with_the_run_details() {
         condition(status, conditions::RECONCILING),
         ("True", "Running")
     );
+    assert_eq!(
+        transition.finalizer, None,
+        "kept while the run is in progress"
+    );
+    assert_eq!(
+        transition.requeue,
+        Some(Duration::from_secs(5)),
+        "first poll"
+    );
     let event = transition.event.expect("a Running event");
     assert_eq!(
         (event.type_, event.reason),
@@ -258,38 +323,31 @@ fn started_execution_moves_the_flowrun_to_running_with_the_run_details() {
 }
 
 #[test]
-fn scheduled_flow_without_execution_id_is_activated_and_ready() {
+fn scheduled_flow_without_execution_id_is_activated_ready_and_releases_its_finalizer() {
+    let flowrun = flowrun_with(
+        "",
+        "  finalizers: [appflow.flowrun.dev/cancel-on-delete]",
+        &format!(
+            "{{phase: Starting, clientToken: {UID}, region: eu-west-1, startTime: \"2026-11-25T10:00:00Z\"}}"
+        ),
+    );
     let started = StartedFlow {
         flow_status: Some("Active".into()),
         ..StartedFlow::default()
     };
 
-    let transition = after_start(
-        &starting("2026-11-25T10:00:00Z", ""),
-        &observed("2026-11-25T10:00:02Z"),
-        &policy(),
-        Ok(started),
-    );
+    let transition = after_start(&flowrun, &observed("2026-11-25T10:00:02Z"), Ok(started));
 
-    assert_eq!(transition.status.phase, Some(Phase::Activated));
-    assert_eq!(transition.status.execution_id, None);
+    let status = written(&transition);
+    assert_eq!(status.phase, Some(Phase::Activated));
+    assert_eq!(status.execution_id, None);
+    assert_eq!(condition(status, conditions::READY), ("True", "Activated"));
     assert_eq!(
-        condition(&transition.status, conditions::READY),
-        ("True", "Activated")
-    );
-    assert_eq!(
-        condition(&transition.status, conditions::RECONCILING),
+        condition(status, conditions::RECONCILING),
         ("False", "Activated")
     );
+    assert_eq!(transition.finalizer, Some(FinalizerChange::Remove));
     assert_eq!(transition.requeue, None);
-}
-
-fn error(kind: FailureKind) -> AppFlowError {
-    AppFlowError {
-        kind,
-        code: None,
-        message: format!("{kind:?} from AppFlow"),
-    }
 }
 
 #[test]
@@ -311,23 +369,24 @@ fn start_errors_are_terminal_or_retried_by_class() {
         let transition = after_start(
             &starting("2026-11-25T10:00:00Z", ", startAttempts: 2"),
             &Observed { now, jitter: 0.5 },
-            &policy(),
             Err(error(kind)),
         );
-        let status = &transition.status;
+        let status = written(&transition);
         let event = transition.event.as_ref().expect("every error is an event");
         assert_eq!(event.type_, EventType::Warning, "{kind:?}");
         assert_eq!(event.reason.as_str(), reason, "{kind:?}");
+        let expected_message = format!("{kind:?} from AppFlow");
         assert!(
             status
                 .message
                 .as_deref()
                 .unwrap_or_default()
-                .contains(&format!("{kind:?} from AppFlow"))
+                .contains(&expected_message)
         );
         if terminal {
             assert_eq!(status.phase, Some(Phase::Failed), "{kind:?}");
             assert_eq!(condition(status, conditions::STALLED), ("True", reason));
+            assert!(status.completion_time.is_some());
             assert_eq!(transition.requeue, None);
         } else {
             assert_eq!(status.phase, Some(Phase::Starting), "{kind:?}");
@@ -365,4 +424,423 @@ fn retry_delay_doubles_up_to_the_cap_with_half_of_it_jittered() {
             "attempt {attempts}, jitter {jitter}: {delay}"
         );
     }
+}
+
+#[test]
+fn poll_interval_starts_short_and_grows_with_the_run_age_to_the_cap() {
+    // (run age in seconds, expected interval in seconds)
+    let table = [
+        (0, 5),
+        (10, 5),
+        (20, 5),
+        (40, 10),
+        (120, 30),
+        (240, 60),
+        (86_400, 60),
+    ];
+    for (age, expected) in table {
+        assert_eq!(
+            poll_interval(&policy(), SignedDuration::from_secs(age)),
+            Duration::from_secs(expected),
+            "age {age} s"
+        );
+    }
+}
+
+#[test]
+fn running_flowrun_is_tracked_by_execution_id_from_its_start() {
+    let decision = decide(&running(""), &observed("2026-11-25T10:01:00Z"), &policy());
+
+    assert_eq!(
+        call(decision),
+        AppFlowCall::Track {
+            flow: FlowKey {
+                region: "eu-west-1".into(),
+                flow_name: "salesforce-to-s3".into(),
+            },
+            execution_id: "exec-1".into(),
+            started: at("2026-11-25T10:00:00Z"),
+        }
+    );
+}
+
+fn tracked(
+    flowrun: &FlowRun,
+    now: &str,
+    result: Result<Option<ExecutionRecord>, AppFlowError>,
+) -> Decision {
+    let observed = observed(now);
+    let call = call(decide(flowrun, &observed, &policy()));
+    after(
+        flowrun,
+        &observed,
+        &policy(),
+        &call,
+        CallResult::Tracked(result),
+    )
+}
+
+fn record(status: &str) -> ExecutionRecord {
+    ExecutionRecord {
+        execution_id: "exec-1".into(),
+        status: status.into(),
+        started_at: Some(at("2026-11-25T10:00:01Z")),
+        last_updated_at: Some(at("2026-11-25T10:04:00Z")),
+        records_processed: Some(1200),
+        bytes_processed: Some(4096),
+        bytes_written: Some(2048),
+        error_message: (status == "Error").then(|| "Connector returned 401".into()),
+    }
+}
+
+#[test]
+fn finished_runs_end_the_flowrun_with_counts_times_conditions_and_events() {
+    // (execution status, phase, Ready, Stalled, reason, event type)
+    let table = [
+        (
+            "Successful",
+            Phase::Succeeded,
+            "True",
+            "False",
+            "Succeeded",
+            EventType::Normal,
+        ),
+        (
+            "Error",
+            Phase::Failed,
+            "False",
+            "True",
+            "ExecutionFailed",
+            EventType::Warning,
+        ),
+        (
+            "Canceled",
+            Phase::Canceled,
+            "False",
+            "True",
+            "ExecutionCanceled",
+            EventType::Warning,
+        ),
+    ];
+    for (execution_status, phase, ready, stalled, reason, event_type) in table {
+        let transition = reported(tracked(
+            &running(""),
+            "2026-11-25T10:05:00Z",
+            Ok(Some(record(execution_status))),
+        ));
+        let status = written(&transition);
+        assert_eq!(status.phase, Some(phase), "{execution_status}");
+        assert_eq!(status.execution_status.as_deref(), Some(execution_status));
+        assert_eq!(
+            status.completion_time,
+            Some(Time(at("2026-11-25T10:04:00Z")))
+        );
+        assert_eq!(
+            (
+                status.records_processed,
+                status.bytes_processed,
+                status.bytes_written
+            ),
+            (Some(1200), Some(4096), Some(2048))
+        );
+        assert_eq!(condition(status, conditions::READY), (ready, reason));
+        assert_eq!(condition(status, conditions::STALLED), (stalled, reason));
+        assert_eq!(
+            condition(status, conditions::RECONCILING),
+            ("False", reason)
+        );
+        assert_eq!(
+            transition.finalizer,
+            Some(FinalizerChange::Remove),
+            "{execution_status}"
+        );
+        let event = transition.event.expect("an event");
+        assert_eq!((event.type_, event.reason.as_str()), (event_type, reason));
+    }
+    let failed = reported(tracked(
+        &running(""),
+        "2026-11-25T10:05:00Z",
+        Ok(Some(record("Error"))),
+    ));
+    assert!(
+        written(&failed)
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Connector returned 401")
+    );
+}
+
+#[test]
+fn run_in_progress_is_polled_and_written_only_when_something_changed() {
+    // Not listed yet: still starting at AppFlow.
+    assert_eq!(
+        tracked(&running(""), "2026-11-25T10:00:10Z", Ok(None)),
+        Decision::Wait(Some(Duration::from_secs(5)))
+    );
+    // First seen InProgress: recorded once, and polled again later.
+    let first = reported(tracked(
+        &running(""),
+        "2026-11-25T10:04:00Z",
+        Ok(Some(record("InProgress"))),
+    ));
+    assert_eq!(
+        written(&first).execution_status.as_deref(),
+        Some("InProgress")
+    );
+    assert_eq!(written(&first).phase, Some(Phase::Running));
+    assert_eq!(first.requeue, Some(Duration::from_secs(60)));
+
+    // Seen again unchanged: no write. A status newer than this operator is kept verbatim.
+    let mut seen = running("");
+    seen.status = first.status.clone();
+    assert_eq!(
+        tracked(
+            &seen,
+            "2026-11-25T10:04:30Z",
+            Ok(Some(record("InProgress")))
+        ),
+        Decision::Wait(Some(Duration::from_secs(60)))
+    );
+    let newer = reported(tracked(
+        &seen,
+        "2026-11-25T10:04:30Z",
+        Ok(Some(record("Paused"))),
+    ));
+    assert_eq!(written(&newer).execution_status.as_deref(), Some("Paused"));
+    assert_eq!(written(&newer).phase, Some(Phase::Running));
+}
+
+#[test]
+fn history_read_errors_are_events_and_a_vanished_flow_fails_the_flowrun() {
+    let throttled = reported(tracked(
+        &running(""),
+        "2026-11-25T10:00:10Z",
+        Err(error(FailureKind::Throttled)),
+    ));
+    assert_eq!(throttled.status, None);
+    assert_eq!(throttled.event.map(|e| e.reason), Some(Reason::Throttled));
+    assert_eq!(throttled.requeue, Some(Duration::from_secs(5)));
+
+    let vanished = reported(tracked(
+        &running(""),
+        "2026-11-25T10:00:10Z",
+        Err(error(FailureKind::FlowNotFound)),
+    ));
+    let status = written(&vanished);
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(
+        condition(status, conditions::STALLED),
+        ("True", "FlowNotFound")
+    );
+    assert_eq!(vanished.finalizer, Some(FinalizerChange::Remove));
+}
+
+fn deleting(spec: &str, status: &str, finalizer: bool) -> FlowRun {
+    let finalizers = if finalizer {
+        "  finalizers: [appflow.flowrun.dev/cancel-on-delete]\n"
+    } else {
+        ""
+    };
+    flowrun_with(
+        spec,
+        &format!("{finalizers}  deletionTimestamp: \"2026-11-25T10:02:00Z\""),
+        status,
+    )
+}
+
+#[test]
+fn deleting_a_running_flowrun_cancels_exactly_its_execution_then_releases_it() {
+    let flowrun = deleting("", RUNNING, true);
+    let observed = observed("2026-11-25T10:02:01Z");
+
+    let call = call(decide(&flowrun, &observed, &policy()));
+    assert_eq!(
+        call,
+        AppFlowCall::Cancel {
+            flow: FlowKey {
+                region: "eu-west-1".into(),
+                flow_name: "salesforce-to-s3".into()
+            },
+            execution_id: "exec-1".into(),
+            cause: CancelCause::Deleted,
+        }
+    );
+    // Canceled, already finished, or the flow is gone: all release the FlowRun.
+    for result in [
+        Ok(vec![]),
+        Ok(vec!["exec-1".to_owned()]),
+        Err(error(FailureKind::FlowNotFound)),
+    ] {
+        let transition = reported(after(
+            &flowrun,
+            &observed,
+            &policy(),
+            &call,
+            CallResult::Canceled(result.clone()),
+        ));
+        assert_eq!(
+            transition.finalizer,
+            Some(FinalizerChange::Remove),
+            "{result:?}"
+        );
+        assert_eq!(transition.status, None);
+        assert_eq!(
+            transition.event.map(|e| e.reason),
+            Some(Reason::CanceledOnDelete)
+        );
+    }
+    // Other errors keep the finalizer and retry.
+    let retry = reported(after(
+        &flowrun,
+        &observed,
+        &policy(),
+        &call,
+        CallResult::Canceled(Err(error(FailureKind::Throttled))),
+    ));
+    assert_eq!(retry.finalizer, None);
+    assert!(retry.requeue.is_some());
+}
+
+#[test]
+fn deleting_a_flowrun_with_no_run_in_progress_makes_no_aws_call() {
+    let table = [
+        // Finished: the finalizer was already released; nothing to do.
+        (
+            deleting("", "{phase: Succeeded, executionId: exec-1}", false),
+            None,
+        ),
+        // A finalizer left behind (e.g. a crash before its removal).
+        (
+            deleting("", "{phase: Succeeded, executionId: exec-1}", true),
+            Some(FinalizerChange::Remove),
+        ),
+        // Not started yet: no execution to cancel.
+        (
+            deleting(
+                "",
+                &format!("{{phase: Starting, clientToken: {UID}}}"),
+                true,
+            ),
+            Some(FinalizerChange::Remove),
+        ),
+        // cancelOnDelete: false never holds a FlowRun.
+        (
+            deleting(", cancelOnDelete: false", RUNNING, true),
+            Some(FinalizerChange::Remove),
+        ),
+    ];
+    for (flowrun, finalizer) in table {
+        match decide(&flowrun, &observed("2026-11-25T10:02:01Z"), &policy()) {
+            Decision::Wait(None) => assert_eq!(finalizer, None),
+            Decision::Report(transition) => {
+                assert_eq!(transition.finalizer, finalizer);
+                assert_eq!(transition.status, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn run_past_its_deadline_is_canceled_and_the_flowrun_fails() {
+    let flowrun = running(", activeDeadlineSeconds: 300");
+
+    assert!(matches!(
+        call(decide(
+            &flowrun,
+            &observed("2026-11-25T10:04:59Z"),
+            &policy()
+        )),
+        AppFlowCall::Track { .. }
+    ));
+    let observed = observed("2026-11-25T10:05:00Z");
+    let call = call(decide(&flowrun, &observed, &policy()));
+    assert!(
+        matches!(
+            call,
+            AppFlowCall::Cancel {
+                cause: CancelCause::Deadline,
+                ..
+            }
+        ),
+        "{call:?}"
+    );
+
+    let transition = reported(after(
+        &flowrun,
+        &observed,
+        &policy(),
+        &call,
+        CallResult::Canceled(Ok(vec![])),
+    ));
+    let status = written(&transition);
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(
+        condition(status, conditions::STALLED),
+        ("True", "DeadlineExceeded")
+    );
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("activeDeadlineSeconds=300")
+    );
+    assert_eq!(transition.finalizer, Some(FinalizerChange::Remove));
+    assert_eq!(transition.event.map(|e| e.type_), Some(EventType::Warning));
+}
+
+#[test]
+fn flowrun_that_cannot_start_before_its_deadline_fails_without_another_attempt() {
+    let flowrun = flowrun_with(
+        ", activeDeadlineSeconds: 60",
+        "",
+        &format!(
+            "{{phase: Starting, clientToken: {UID}, startTime: \"2026-11-25T10:00:00Z\", startAttempts: 4}}"
+        ),
+    );
+
+    let transition = reported(decide(
+        &flowrun,
+        &observed("2026-11-25T10:01:00Z"),
+        &policy(),
+    ));
+
+    assert_eq!(
+        condition(written(&transition), conditions::STALLED),
+        ("True", "DeadlineExceeded")
+    );
+}
+
+#[test]
+fn finished_flowrun_is_deleted_once_its_ttl_has_passed() {
+    let finished = |spec: &str| {
+        flowrun_with(
+            spec,
+            "",
+            "{phase: Succeeded, completionTime: \"2026-11-25T10:05:00Z\"}",
+        )
+    };
+
+    assert_eq!(
+        decide(&finished(""), &observed("2026-11-26T10:05:00Z"), &policy()),
+        Decision::Wait(None),
+        "no TTL: kept forever"
+    );
+    assert_eq!(
+        decide(
+            &finished(", ttlSecondsAfterFinished: 600"),
+            &observed("2026-11-25T10:10:00Z"),
+            &policy()
+        ),
+        Decision::Wait(Some(Duration::from_secs(300)))
+    );
+    let expired = reported(decide(
+        &finished(", ttlSecondsAfterFinished: 600"),
+        &observed("2026-11-25T10:15:00Z"),
+        &policy(),
+    ));
+    assert!(expired.delete);
+    assert_eq!(expired.event.map(|e| e.reason), Some(Reason::TtlExpired));
 }

@@ -51,13 +51,11 @@ impl World {
     }
 
     pub async fn create(&self, name: &str, flow_name: &str) -> FlowRun {
-        let flowrun = FlowRun::new(
-            name,
-            FlowRunSpec {
-                flow_name: flow_name.into(),
-                region: None,
-            },
-        );
+        self.create_with(name, FlowRunSpec::new(flow_name)).await
+    }
+
+    pub async fn create_with(&self, name: &str, spec: FlowRunSpec) -> FlowRun {
+        let flowrun = FlowRun::new(name, spec);
         self.flowruns
             .create(&PostParams::default(), &flowrun)
             .await
