@@ -71,11 +71,21 @@ impl World {
         operator: Option<&Operator>,
         done: impl Fn(&FlowRunStatus) -> bool,
     ) -> FlowRun {
-        let condition = |flowrun: Option<&FlowRun>| {
-            flowrun
-                .and_then(|flowrun| flowrun.status.as_ref())
-                .is_some_and(&done)
-        };
+        self.wait_until(name, timeout, operator, |flowrun| {
+            flowrun.status.as_ref().is_some_and(&done)
+        })
+        .await
+    }
+
+    /// Like [`World::wait_for`], on the whole object.
+    pub async fn wait_until(
+        &self,
+        name: &str,
+        timeout: Duration,
+        operator: Option<&Operator>,
+        done: impl Fn(&FlowRun) -> bool,
+    ) -> FlowRun {
+        let condition = |flowrun: Option<&FlowRun>| flowrun.is_some_and(&done);
         match tokio::time::timeout(
             timeout,
             await_condition(self.flowruns.clone(), name, condition),

@@ -33,6 +33,8 @@ impl Operator {
                 "--retry-max-delay=2s",
                 "--aws-timeout=5s",
                 "--start-rate-limit=1000",
+                "--poll-initial-interval=250ms",
+                "--poll-max-interval=1s",
                 "--log-level=info,flowrun_operator=debug",
             ])
             .args(extra_args)

@@ -1,0 +1,355 @@
+//! Following runs to their end on a real API server and the local AppFlow endpoint:
+//! completion, batched polling, cancel on delete, deadlines, TTL, and an operator that was down.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use flowrun_operator::conditions::{READY, RECONCILING, STALLED};
+use flowrun_operator::flowrun::{FlowRunSpec, FlowRunStatus, Phase};
+use kube::ResourceExt;
+use kube::api::DeleteParams;
+use kube::runtime::wait::{await_condition, conditions};
+use support::appflow_local::LocalAppFlow;
+use support::cluster::kubectl;
+use support::flowruns::{World, condition, is};
+
+const FINISH: Duration = Duration::from_secs(60);
+
+const FLOWS: &str = r#"
+flows:
+  - name: quick
+    runSeconds: 0.5
+    recordsProcessed: 1200
+    bytesProcessed: 4096
+    bytesWritten: 2048
+  - name: broken
+    runSeconds: 0.5
+    outcome: Error
+    errorMessage: "Connector returned 401 Unauthorized"
+    recordsProcessed: 10
+  - name: endless
+    runSeconds: 3600
+    cancelSeconds: 0.5
+"#;
+
+fn phase_is(phase: Phase) -> impl Fn(&FlowRunStatus) -> bool {
+    move |status| status.phase == Some(phase)
+}
+
+/// Every execution of `flow` and its status, read from the endpoint through the real SDK.
+async fn executions(appflow: &LocalAppFlow, flow: &str) -> HashMap<String, String> {
+    let mut pages = appflow
+        .sdk_client()
+        .describe_flow_execution_records()
+        .flow_name(flow)
+        .into_paginator()
+        .page_size(100)
+        .send();
+    let mut statuses = HashMap::new();
+    while let Some(page) = pages.next().await {
+        for record in page.expect("history page").flow_executions() {
+            statuses.insert(
+                record.execution_id().unwrap_or_default().to_owned(),
+                record
+                    .execution_status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    statuses
+}
+
+/// Waits (bounded) until the endpoint reports `execution_id` with `status`.
+async fn wait_for_execution(appflow: &LocalAppFlow, flow: &str, execution_id: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = executions(appflow, flow).await.remove(execution_id);
+        if seen.as_deref() == Some(status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{execution_id}: {seen:?}, expected {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_until_gone(world: &World, name: &str) {
+    let api = world.flowruns.clone();
+    let uid = match api.get_opt(name).await.expect("get") {
+        Some(flowrun) => flowrun.uid().expect("uid"),
+        None => return,
+    };
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api, name, conditions::is_deleted(&uid)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("FlowRun {name} was not deleted within 30 s"))
+    .expect("watch");
+}
+
+#[tokio::test]
+async fn successful_run_ends_succeeded_with_counts_and_kubectl_wait_returns() {
+    let world = World::new("success", FLOWS).await;
+    let operator = world.operator(&[]);
+    world.create("copy", "quick").await;
+
+    let waited = kubectl()
+        .args([
+            "wait",
+            "--namespace",
+            &world.namespace,
+            "--for=condition=Ready",
+            "--timeout=60s",
+            "flowrun/copy",
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        waited.status.success(),
+        "kubectl wait: {} (operator log {})",
+        String::from_utf8_lossy(&waited.stderr),
+        operator.log_path().display()
+    );
+
+    let flowrun = world
+        .wait_until("copy", FINISH, Some(&operator), |flowrun| {
+            flowrun.finalizers().is_empty()
+        })
+        .await;
+    let status = flowrun.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Succeeded));
+    assert_eq!(status.execution_status.as_deref(), Some("Successful"));
+    assert_eq!(
+        (
+            status.records_processed,
+            status.bytes_processed,
+            status.bytes_written
+        ),
+        (Some(1200), Some(4096), Some(2048))
+    );
+    let (started, completed) = (
+        status.start_time.clone().expect("start time").0,
+        status.completion_time.clone().expect("completion time").0,
+    );
+    assert!(completed >= started, "{started} -> {completed}");
+    assert_eq!(condition(&status, READY), is("True", "Succeeded"));
+    assert_eq!(condition(&status, RECONCILING), is("False", "Succeeded"));
+    assert_eq!(condition(&status, STALLED), is("False", "Succeeded"));
+    world.wait_for_event("copy", "Succeeded").await;
+}
+
+#[tokio::test]
+async fn failing_run_ends_failed_with_the_appflow_message() {
+    let world = World::new("failure", FLOWS).await;
+    let operator = world.operator(&[]);
+    world.create("copy", "broken").await;
+
+    let failed = world
+        .wait_for("copy", FINISH, Some(&operator), phase_is(Phase::Failed))
+        .await;
+
+    let status = failed.status.expect("status");
+    assert_eq!(status.execution_status.as_deref(), Some("Error"));
+    assert_eq!(status.records_processed, Some(10));
+    assert!(status.completion_time.is_some());
+    assert!(
+        status
+            .message
+            .unwrap_or_default()
+            .contains("Connector returned 401 Unauthorized")
+    );
+    let stalled = condition(&failed_status(&world, "copy").await, STALLED);
+    assert_eq!(stalled, is("True", "ExecutionFailed"));
+    let event = world.wait_for_event("copy", "ExecutionFailed").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+}
+
+async fn failed_status(world: &World, name: &str) -> FlowRunStatus {
+    world
+        .flowruns
+        .get(name)
+        .await
+        .expect("FlowRun")
+        .status
+        .expect("status")
+}
+
+#[tokio::test]
+async fn hundred_runs_of_one_flow_cost_one_history_read_per_tick_and_are_found_past_page_one() {
+    let world = World::new("batch", "flows:\n  - name: shared\n    runSeconds: 8\n").await;
+    let tick = Duration::from_millis(500);
+    let operator = world.operator(&["--poll-initial-interval=500ms", "--poll-max-interval=1s"]);
+    let started = Instant::now();
+    let names: Vec<String> = (0..100).map(|i| format!("run-{i:03}")).collect();
+    for name in &names {
+        world.create(name, "shared").await;
+    }
+    for name in &names {
+        world
+            .wait_for(name, FINISH, Some(&operator), phase_is(Phase::Running))
+            .await;
+    }
+    // 150 newer runs started outside the operator push all of ours off the first page.
+    let client = world.appflow.sdk_client();
+    for _ in 0..150 {
+        client
+            .start_flow()
+            .flow_name("shared")
+            .send()
+            .await
+            .expect("start");
+    }
+
+    for name in &names {
+        world
+            .wait_for(name, FINISH, Some(&operator), phase_is(Phase::Succeeded))
+            .await;
+    }
+
+    let elapsed = started.elapsed();
+    let reads = world
+        .appflow
+        .stats()
+        .await
+        .calls("DescribeFlowExecutionRecords");
+    // One read per tick at most, of up to 3 pages (250 records, 100 a page).
+    let ticks = (elapsed.as_millis() / tick.as_millis()) as u64 + 1;
+    println!("{reads} DescribeFlowExecutionRecords calls in {elapsed:?} ({ticks} ticks)");
+    assert!(
+        reads <= ticks * 3,
+        "{reads} history calls in {elapsed:?} ({ticks} ticks) for 100 runs of one flow"
+    );
+    assert_eq!(world.appflow.stats().await.executions("shared"), 250);
+}
+
+#[tokio::test]
+async fn deleting_a_running_flowrun_cancels_exactly_its_execution() {
+    let world = World::new("cancel", FLOWS).await;
+    let operator = world.operator(&[]);
+    world.create("doomed", "endless").await;
+    world.create("survivor", "endless").await;
+    let mut execution = HashMap::new();
+    for name in ["doomed", "survivor"] {
+        let running = world
+            .wait_for(name, FINISH, Some(&operator), phase_is(Phase::Running))
+            .await;
+        assert_eq!(
+            running.finalizers(),
+            ["appflow.flowrun.dev/cancel-on-delete"],
+            "held while running"
+        );
+        let id = running.status.and_then(|s| s.execution_id).expect("id");
+        execution.insert(name, id);
+    }
+
+    world
+        .flowruns
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_until_gone(&world, "doomed").await;
+
+    let cancels = world.appflow.requests_for("CancelFlowExecutions").await;
+    assert_eq!(cancels.len(), 1, "{cancels:?}");
+    wait_for_execution(&world.appflow, "endless", &execution["doomed"], "Canceled").await;
+    let statuses = executions(&world.appflow, "endless").await;
+    assert_eq!(statuses[&execution["survivor"]], "InProgress");
+}
+
+#[tokio::test]
+async fn deleting_a_finished_flowrun_makes_no_aws_call() {
+    let world = World::new("delete-done", FLOWS).await;
+    let operator = world.operator(&[]);
+    world.create("done", "quick").await;
+    // Succeeded, and the finalizer released right after.
+    world
+        .wait_until("done", FINISH, Some(&operator), |flowrun| {
+            flowrun.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded)
+                && flowrun.finalizers().is_empty()
+        })
+        .await;
+    let calls_before = world.appflow.requests().await.len();
+
+    world
+        .flowruns
+        .delete("done", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_until_gone(&world, "done").await;
+
+    assert_eq!(world.appflow.requests().await.len(), calls_before);
+}
+
+#[tokio::test]
+async fn run_past_its_deadline_is_canceled_and_fails() {
+    let world = World::new("deadline", FLOWS).await;
+    let operator = world.operator(&[]);
+    let spec = FlowRunSpec {
+        active_deadline_seconds: Some(2),
+        ..FlowRunSpec::new("endless")
+    };
+    world.create_with("slow", spec).await;
+
+    let failed = world
+        .wait_until("slow", FINISH, Some(&operator), |flowrun| {
+            flowrun.status.as_ref().and_then(|s| s.phase) == Some(Phase::Failed)
+                && flowrun.finalizers().is_empty()
+        })
+        .await;
+
+    let status = failed.status.expect("status");
+    assert_eq!(condition(&status, STALLED), is("True", "DeadlineExceeded"));
+    let execution_id = status.execution_id.expect("it had started");
+    wait_for_execution(&world.appflow, "endless", &execution_id, "Canceled").await;
+    world.wait_for_event("slow", "DeadlineExceeded").await;
+}
+
+#[tokio::test]
+async fn finished_flowrun_is_deleted_after_its_ttl() {
+    let world = World::new("ttl", FLOWS).await;
+    let _operator = world.operator(&[]);
+    let spec = FlowRunSpec {
+        ttl_seconds_after_finished: Some(1),
+        ..FlowRunSpec::new("quick")
+    };
+    world.create_with("ephemeral", spec).await;
+
+    wait_until_gone(&world, "ephemeral").await;
+
+    assert_eq!(world.appflow.stats().await.executions("quick"), 1);
+}
+
+#[tokio::test]
+async fn runs_that_finish_while_the_operator_is_down_are_reported_when_it_returns() {
+    let world = World::new("downtime", "flows:\n  - name: medium\n    runSeconds: 2\n").await;
+    let mut operator = world.operator(&[]);
+    let names = ["a", "b", "c"];
+    let mut ids = Vec::new();
+    for name in names {
+        world.create(name, "medium").await;
+    }
+    for name in names {
+        let running = world
+            .wait_for(name, FINISH, Some(&operator), phase_is(Phase::Running))
+            .await;
+        ids.push(running.status.and_then(|s| s.execution_id).expect("id"));
+    }
+    operator.kill();
+    for id in &ids {
+        wait_for_execution(&world.appflow, "medium", id, "Successful").await;
+    }
+
+    let operator = world.operator(&[]);
+    for name in names {
+        world
+            .wait_for(name, FINISH, Some(&operator), phase_is(Phase::Succeeded))
+            .await;
+    }
+    assert_eq!(world.appflow.stats().await.executions("medium"), 3);
+}
