@@ -44,7 +44,10 @@ fn health_follows_the_phase() {
         ("", "Progressing"),
         ("status: {}", "Progressing"),
         ("status: {phase: Pending}", "Progressing"),
-        ("status: {phase: Starting, message: Starting flow f}", "Progressing"),
+        (
+            "status: {phase: Starting, message: Starting flow f}",
+            "Progressing",
+        ),
         ("status: {phase: Running, executionId: e}", "Progressing"),
         ("status: {phase: Succeeded, recordsProcessed: 3}", "Healthy"),
         ("status: {phase: Activated}", "Healthy"),
@@ -63,7 +66,10 @@ fn health_message_is_the_flowrun_message() {
         "status: {phase: Failed, message: \"Execution e of flow f failed: Connector returned 401\"}",
     ));
     assert_eq!(status, "Degraded");
-    assert_eq!(message, "Execution e of flow f failed: Connector returned 401");
+    assert_eq!(
+        message,
+        "Execution e of flow f failed: Connector returned 401"
+    );
     assert_eq!(
         health(&flowrun("status: {phase: Running}")).1,
         "Running",
@@ -79,7 +85,9 @@ fn argocd_cm_example_embeds_the_same_check() {
         .as_str()
         .expect("the health key is there");
     let normalise = |text: &str| -> Vec<String> {
-        text.lines().map(|line| line.trim_end().to_owned()).collect()
+        text.lines()
+            .map(|line| line.trim_end().to_owned())
+            .collect()
     };
     assert_eq!(
         normalise(embedded),
