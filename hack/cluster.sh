@@ -48,21 +48,35 @@ ETCD_PORT='' ETCD_PEER_PORT='' APISERVER_PORT=''
 # Each component NAME (etcd, apiserver) has NAME.cmd (its argv, one per line, so a
 # restart is identical), NAME.pid and NAME.log (appended across restarts).
 
-alive() { kill -0 "$1" 2>/dev/null && [[ $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
+# proc_start PID: the process's start time (in clock ticks since boot); fails if there
+# is no such process or it is a zombie.
+proc_start() {
+  local f
+  f=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $f && ${f%% *} != Z ]] || return 1
+  cut -d' ' -f20 <<<"$f"
+}
 
-# pid_of NAME: prints the pid if NAME runs, checking argv[0] against a recycled pid.
+alive() { proc_start "$1" >/dev/null; }
+
+# pid_of NAME: prints the pid if NAME runs. NAME.pid holds "pid start-time": a pid
+# recycled by another process has a different start time (exec keeps it).
 pid_of() {
-  local pid argv0
-  pid=$(cat "$STATE/$1.pid" 2>/dev/null) || return 1
+  local pid start argv0
+  read -r pid start 2>/dev/null <"$STATE/$1.pid" || return 1
   [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-  argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1)
-  [[ $argv0 == "$(head -n1 "$STATE/$1.cmd" 2>/dev/null)" ]] || return 1
+  if [[ -n $start ]]; then
+    [[ "$(proc_start "$pid")" == "$start" ]] || return 1
+  else # written by an older cluster.sh (pid only): compare argv[0] instead
+    argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1)
+    [[ $argv0 == "$(head -n1 "$STATE/$1.cmd" 2>/dev/null)" ]] || return 1
+  fi
   printf '%s\n' "$pid"
 }
 
 # spawn NAME: starts NAME.cmd detached and waits for its pid file.
 spawn() {
-  local name=$1 argv i
+  local name=$1 argv i pid start
   mapfile -t argv <"$STATE/$name.cmd"
   rm -f "$STATE/$name.pid"
   printf '=== %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$STATE/$name.log"
@@ -73,7 +87,11 @@ spawn() {
   (cd "$STATE" && exec setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
     "$STATE/$name.pid" "${argv[@]}" </dev/null >>"$STATE/$name.log" 2>&1 9>&-) &
   for ((i = 0; i < 100; i++)); do
-    [[ -f $STATE/$name.pid ]] && return
+    if read -r pid 2>/dev/null <"$STATE/$name.pid"; then
+      start=$(proc_start "$pid") || die "$name exited at once (log: $STATE/$name.log)"
+      printf '%s %s\n' "$pid" "$start" >"$STATE/$name.pid"
+      return
+    fi
     sleep 0.02
   done
   die "$name did not start (log: $STATE/$name.log)"
@@ -311,14 +329,22 @@ probe() {
   fi
 }
 
-start_apiserver() {
-  spawn apiserver
-  local deadline=$(($(now_ms) + UP_TIMEOUT * 1000))
+# wait_ready SECONDS: until /readyz answers; fails if the API server exits or time runs out.
+wait_ready() {
+  local deadline=$(($(now_ms) + $1 * 1000))
   until probe /readyz; do
-    pid_of apiserver >/dev/null || die "the API server exited during startup (log: $STATE/apiserver.log)"
-    (($(now_ms) < deadline)) || die "the API server was not ready within ${UP_TIMEOUT}s (log: $STATE/apiserver.log)"
+    pid_of apiserver >/dev/null || return 2
+    (($(now_ms) < deadline)) || return 1
     sleep 0.1
   done
+}
+
+start_apiserver() {
+  spawn apiserver
+  local rc=0
+  wait_ready "$UP_TIMEOUT" || rc=$?
+  ((rc != 2)) || die "the API server exited during startup (log: $STATE/apiserver.log)"
+  ((rc == 0)) || die "the API server was not ready within ${UP_TIMEOUT}s (log: $STATE/apiserver.log)"
 }
 
 kctl() {
@@ -341,7 +367,8 @@ install_standins() {
 cmd_up() {
   local t0
   t0=$(now_ms)
-  if load_ports && pid_of etcd >/dev/null && pid_of apiserver >/dev/null && probe /readyz; then
+  # Running already? Allow a few seconds: it may have just been (re)started.
+  if load_ports && pid_of etcd >/dev/null && pid_of apiserver >/dev/null && wait_ready 5; then
     log "already running: https://127.0.0.1:$APISERVER_PORT"
   else
     "$FLOWRUN_HACK_DIR/apiserver/build.sh"
@@ -411,13 +438,15 @@ cmd_stop_apiserver() {
 cmd_start_apiserver() {
   load_ports || die "no cluster state in $STATE (use: $0 up)"
   pid_of etcd >/dev/null || die "etcd is not running (use: $0 up)"
-  if pid_of apiserver >/dev/null && probe /readyz; then
+  if pid_of apiserver >/dev/null && wait_ready 5; then
     log "already running: https://127.0.0.1:$APISERVER_PORT"
   else
     local t0
     t0=$(now_ms)
     stop apiserver
+    trap 'stop apiserver' EXIT # do not leave a half-started API server behind
     start_apiserver
+    trap - EXIT
     log "apiserver ready in $(($(now_ms) - t0))ms (pid $(pid_of apiserver))"
   fi
   printf '%s\n' "$STATE/kubeconfig"
@@ -443,7 +472,15 @@ main() {
     exec 9>"$STATE/.lock"
     flock 9
   fi
-  "cmd_${cmd//-/_}" "$@"
+  case $cmd in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  clean) cmd_clean ;;
+  status) cmd_status ;;
+  stop-apiserver) cmd_stop_apiserver "$@" ;;
+  start-apiserver) cmd_start_apiserver ;;
+  esac
 }
 
-main "$@"
+# exit right here: if this file is edited while it runs, bash must not read on.
+main "$@"; exit

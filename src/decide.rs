@@ -402,7 +402,11 @@ fn after_start(
                 return failed(flowrun, status, observed, reason, message);
             }
             let attempts = status.start_attempts.unwrap_or(0).saturating_add(1);
-            let delay = retry_delay(policy, attempts, observed.jitter);
+            let delay = retry_delay(
+                policy,
+                u32::try_from(attempts).unwrap_or(u32::MAX),
+                observed.jitter,
+            );
             let message = format!("{message} (attempt {attempts}; retrying in {delay:#})");
             let status = FlowRunStatus {
                 start_attempts: Some(attempts),
@@ -613,7 +617,9 @@ pub fn retry_delay(policy: &Policy, attempts: u32, jitter: f64) -> SignedDuratio
         .unwrap_or(policy.retry_max_delay)
         .min(policy.retry_max_delay);
     let half = full / 2;
-    half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    let delay = half + half.mul_f64(jitter.clamp(0.0, 1.0));
+    // Whole milliseconds: finer is noise, and messages stay readable ("1s 417ms").
+    SignedDuration::from_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Polls come quickly while a run is young and slow down as it ages: a quarter of its age,

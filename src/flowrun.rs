@@ -192,7 +192,8 @@ pub struct FlowRunStatus {
 
     /// Number of StartFlow attempts that returned an error so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_attempts: Option<u32>,
+    #[schemars(range(min = 0))]
+    pub start_attempts: Option<i32>,
 
     /// Earliest time of the next StartFlow attempt after a retryable error.
     // Microseconds: retries may be less than a second apart, and `Time` keeps whole seconds.

@@ -353,8 +353,9 @@ async fn retryable_errors_back_off_with_growing_delays_then_start() {
 async fn malformed_flowrun_is_reported_and_skipped_while_others_start() {
     let world = World::new("malformed", FLOWS).await;
     world.create("garbled", "on-demand").await;
-    // Passes the schema (integer) but not the operator's types (an unsigned 32-bit count);
-    // written untyped, since the typed API could not read the answer either.
+    // A timestamp with ten fraction digits passes the API server's date-time check but not
+    // the operator's (nanoseconds at most); written untyped, since the typed API could not
+    // read the answer either.
     let untyped: Api<DynamicObject> = Api::namespaced_with(
         world.client.clone(),
         &world.namespace,
@@ -364,7 +365,7 @@ async fn malformed_flowrun_is_reported_and_skipped_while_others_start() {
         .patch_status(
             "garbled",
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"startAttempts": 5_000_000_000_u64}})),
+            &Patch::Merge(json!({"status": {"startTime": "2026-11-25T10:00:00.1234567891Z"}})),
         )
         .await
         .expect("status patch");
@@ -376,7 +377,8 @@ async fn malformed_flowrun_is_reported_and_skipped_while_others_start() {
         .await;
     let event = world.wait_for_event("garbled", "InvalidObject").await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
-    assert!(event.note.unwrap_or_default().contains("5000000000"));
+    let note = event.note.unwrap_or_default();
+    assert!(note.contains("cannot read this FlowRun"), "{note}");
     let garbled = untyped.get("garbled").await.expect("still there");
     assert_eq!(garbled.data["status"].get("phase"), None, "left untouched");
 }

@@ -22,7 +22,8 @@
 # Environment:
 #   FLOWRUN_APISERVER_BIN   use this API server binary instead of building ours
 #   FLOWRUN_ETCD_BIN        use this etcd binary instead of Debian's
-#   FLOWRUN_DEBIAN_MIRROR   Debian archive URL (default below; 127.0.0.1:9 simulates offline)
+#   FLOWRUN_DEBIAN_MIRROR   Debian archive URL (default: the Debian archive this machine's
+#                           apt sources name; http://127.0.0.1:9/debian simulates offline)
 #   FLOWRUN_DEBIAN_SUITE    suite to take packages from (default sid: only sid packages
 #                           golang-k8s-apiextensions-apiserver-dev)
 #   FLOWRUN_DEBIAN_KEYRING  keyring that signs that suite
@@ -30,7 +31,9 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR/.. source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-MIRROR=${FLOWRUN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The archive comes from the machine's own apt sources, so no address is written here.
+MIRROR=${FLOWRUN_DEBIAN_MIRROR:-$(apt-get indextargets --format '$(REPO_URI)' 2>/dev/null |
+  grep -m1 -E '/debian/?$' | sed 's:/$::' || true)}
 SUITE=${FLOWRUN_DEBIAN_SUITE:-sid}
 KEYRING=${FLOWRUN_DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 
@@ -52,6 +55,7 @@ apt_ready=
 # Writes the private apt configuration and fetches the package lists (once per run).
 apt_init() {
   [[ -n $apt_ready ]] && return
+  [[ -n $MIRROR ]] || die "this machine's apt sources name no Debian archive; set FLOWRUN_DEBIAN_MIRROR"
   [[ -r $KEYRING ]] || die "Debian archive keyring $KEYRING not found (set FLOWRUN_DEBIAN_KEYRING)"
   need apt-get dpkg
   mkdir -p "$APT_DIR"/etc/apt.conf.d "$APT_DIR"/etc/preferences.d \
@@ -233,6 +237,9 @@ write_versions() {
 main() {
   case ${1:-} in
   --prune)
+    mkdir -p "$FLOWRUN_CACHE"
+    exec 9>"$FLOWRUN_CACHE/.build.lock"
+    flock 9
     rm -rf "$APT_DIR" "$DEB_DIR" "$PREFIX" "$PREFIX.tmp" "$GOPATH_OWN" "$FLOWRUN_CACHE/go-build"
     log "pruned; kept $BIN"
     return
@@ -271,4 +278,5 @@ main() {
   if [[ -n $changed || ! -f $BIN/VERSIONS ]]; then write_versions; fi
 }
 
-main "$@"
+# exit right here: if this file is edited while it runs, bash must not read on.
+main "$@"; exit
