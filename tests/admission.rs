@@ -3,29 +3,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Output, Stdio};
-
 use flowrun_operator::flowrun::FlowRun;
 use kube::CustomResourceExt;
-use support::cluster::{client, install_crd, kubectl, unique_namespace};
-
-fn kubectl_apply(namespace: &str, manifest: &str) -> Output {
-    let mut child = kubectl()
-        .args(["apply", "--namespace", namespace, "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(manifest.as_bytes())
-        .expect("manifest is written");
-    child.wait_with_output().expect("kubectl finishes")
-}
+use support::cluster::{client, install_crd, kubectl, kubectl_apply, unique_namespace};
 
 fn flowrun(name: &str, spec: &str) -> String {
     format!(

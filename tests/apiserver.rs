@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -15,7 +13,7 @@ use kube::api::{
 use kube::discovery::Discovery;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use support::cluster::{TEST_FIELD_MANAGER, client, install_crd, kubectl, unique_namespace};
+use support::cluster::{TEST_FIELD_MANAGER, client, install_crd, kubectl_apply, unique_namespace};
 
 const WIDGET_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -171,20 +169,7 @@ async fn kubectl_apply_of_an_invalid_object_prints_the_server_message() {
     widgets(&namespace).await;
 
     let manifest = serde_json::to_string(&widget("from-kubectl", 11)).expect("serialises");
-    let mut child = kubectl()
-        .args(["apply", "--namespace", &namespace, "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(manifest.as_bytes())
-        .expect("manifest is written");
-    let output = child.wait_with_output().expect("kubectl finishes");
+    let output = kubectl_apply(&namespace, &manifest);
 
     assert!(!output.status.success(), "kubectl apply must fail");
     let stderr = String::from_utf8_lossy(&output.stderr);

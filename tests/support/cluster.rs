@@ -160,3 +160,23 @@ pub fn kubectl() -> Command {
     }
     command
 }
+
+/// `kubectl apply -f -` of `manifest` in `namespace`, as a user would type it.
+pub fn kubectl_apply(namespace: &str, manifest: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = kubectl()
+        .args(["apply", "--namespace", namespace, "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(manifest.as_bytes())
+        .expect("manifest is written");
+    child.wait_with_output().expect("kubectl finishes")
+}
