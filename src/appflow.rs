@@ -10,11 +10,10 @@ use aws_sdk_appflow::config::Region;
 use aws_sdk_appflow::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use jiff::Timestamp;
 
-/// A StartFlow call: which flow, where, and the idempotency token.
+/// A StartFlow call: which flow, and the idempotency token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StartFlowRequest {
-    pub region: String,
-    pub flow_name: String,
+    pub flow: FlowKey,
     pub client_token: String,
 }
 
@@ -27,11 +26,22 @@ pub struct StartedFlow {
     pub execution_id: Option<String>,
 }
 
-/// Which flow: flows are named per region.
+/// Which flow, and as whom: flows are named per region, and a tenant's runs may use an IAM role
+/// of its own.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub region: String,
     pub flow_name: String,
+    /// `None`: the operator's own AWS identity.
+    pub role: Option<AssumedRole>,
+}
+
+/// An IAM role the operator assumes (STS AssumeRole) for a tenant's calls.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AssumedRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
 }
 
 /// One run of a flow, as DescribeFlowExecutionRecords reports it.
@@ -67,6 +77,8 @@ pub enum FailureKind {
     Conflict,
     /// Throttled beyond the SDK's own retries.
     Throttled,
+    /// No credentials to sign with (e.g. STS AssumeRole was denied).
+    CredentialsUnavailable,
     /// A server error, a timeout or no connection.
     Unavailable,
 }
@@ -164,20 +176,42 @@ impl AppFlowError {
                 code: None,
                 message: DisplayErrorContext(&error).to_string(),
             },
-            _ => AppFlowError {
-                kind: FailureKind::Unavailable,
-                code: None,
-                message: DisplayErrorContext(&error).to_string(),
+            _ => match credentials_error(&error) {
+                Some(credentials) => AppFlowError {
+                    kind: FailureKind::CredentialsUnavailable,
+                    code: None,
+                    message: format!("no AWS credentials: {}", DisplayErrorContext(credentials)),
+                },
+                None => AppFlowError {
+                    kind: FailureKind::Unavailable,
+                    code: None,
+                    message: DisplayErrorContext(&error).to_string(),
+                },
             },
         }
     }
 }
 
-/// AppFlow through the real SDK. Clients are made per region on first use and kept, so
-/// connections are reused.
+/// The credentials provider's error behind a failed dispatch, if that is what failed.
+fn credentials_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a aws_credential_types::provider::error::CredentialsError> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(credentials) = error.downcast_ref() {
+            return Some(credentials);
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// AppFlow through the real SDK. Clients are made per region and identity on first use and
+/// kept, so connections are reused and an assumed role's credentials are cached (by the SDK's
+/// identity cache) until they expire.
 pub struct SdkAppFlow {
     base: SdkConfig,
-    clients: Mutex<HashMap<String, aws_sdk_appflow::Client>>,
+    clients: Mutex<HashMap<(String, Option<AssumedRole>), aws_sdk_appflow::Client>>,
 }
 
 impl SdkAppFlow {
@@ -189,30 +223,48 @@ impl SdkAppFlow {
         }
     }
 
-    fn client(&self, region: &str) -> aws_sdk_appflow::Client {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        clients
-            .entry(region.to_owned())
-            .or_insert_with(|| {
-                let config = aws_sdk_appflow::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                aws_sdk_appflow::Client::from_conf(config)
-            })
+    async fn client(&self, flow: &FlowKey) -> aws_sdk_appflow::Client {
+        let key = (flow.region.clone(), flow.role.clone());
+        if let Some(client) = self.clients().get(&key) {
+            return client.clone();
+        }
+        let region = Region::new(flow.region.clone());
+        let mut config = aws_sdk_appflow::config::Builder::from(&self.base).region(region.clone());
+        if let Some(role) = &flow.role {
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(&role.role_arn)
+                .session_name(&role.session_name)
+                .region(region)
+                .configure(&self.base);
+            if let Some(external_id) = &role.external_id {
+                provider = provider.external_id(external_id);
+            }
+            config = config.credentials_provider(provider.build().await);
+        }
+        // Two reconciles may build the same client at once; either one serves.
+        self.clients()
+            .entry(key)
+            .or_insert_with(|| aws_sdk_appflow::Client::from_conf(config.build()))
             .clone()
+    }
+
+    fn clients(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, Option<AssumedRole>), aws_sdk_appflow::Client>>
+    {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl AppFlow for Arc<SdkAppFlow> {
     async fn start_flow(&self, request: &StartFlowRequest) -> Result<StartedFlow, AppFlowError> {
         let output = self
-            .client(&request.region)
+            .client(&request.flow)
+            .await
             .start_flow()
-            .flow_name(&request.flow_name)
+            .flow_name(&request.flow.flow_name)
             .client_token(&request.client_token)
             .send()
             .await
@@ -230,7 +282,8 @@ impl AppFlow for Arc<SdkAppFlow> {
         next_token: Option<&str>,
     ) -> Result<RecordsPage, AppFlowError> {
         let output = self
-            .client(&flow.region)
+            .client(flow)
+            .await
             .describe_flow_execution_records()
             .flow_name(&flow.flow_name)
             .max_results(MAX_PAGE_SIZE)
@@ -254,7 +307,8 @@ impl AppFlow for Arc<SdkAppFlow> {
         execution_ids: &[String],
     ) -> Result<Vec<String>, AppFlowError> {
         let output = self
-            .client(&flow.region)
+            .client(flow)
+            .await
             .cancel_flow_executions()
             .flow_name(&flow.flow_name)
             .set_execution_ids(Some(execution_ids.to_vec()))

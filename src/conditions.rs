@@ -36,6 +36,11 @@ pub enum Reason {
     StartOutcomeUnknown,
     /// The FlowRun cannot be read (e.g. written under an older schema); it is skipped.
     InvalidObject,
+    /// No FlowRunPolicy of the namespace allows the flow in the region.
+    NotPermitted,
+    /// No AWS credentials: the IAM role of the FlowRun's policy could not be assumed, or the
+    /// operator's own credential chain failed; retried.
+    CredentialsUnavailable,
     /// The run finished successfully.
     Succeeded,
     /// The run ended with an error in AppFlow.
@@ -65,6 +70,8 @@ impl Reason {
             Reason::AppFlowUnavailable => "AppFlowUnavailable",
             Reason::StartOutcomeUnknown => "StartOutcomeUnknown",
             Reason::InvalidObject => "InvalidObject",
+            Reason::NotPermitted => "NotPermitted",
+            Reason::CredentialsUnavailable => "CredentialsUnavailable",
             Reason::Succeeded => "Succeeded",
             Reason::ExecutionFailed => "ExecutionFailed",
             Reason::ExecutionCanceled => "ExecutionCanceled",

@@ -23,6 +23,8 @@ use crate::decide::{
 };
 use crate::flowrun::FlowRun;
 use crate::report::{self, FIELD_MANAGER, ReportError};
+use crate::telemetry::Telemetry;
+use crate::tenancy::PolicyWatch;
 use crate::tracker::ExecutionTracker;
 
 /// Everything a reconcile needs, shared by all of them.
@@ -37,6 +39,10 @@ pub struct Context<A> {
     tracker: ExecutionTracker,
     /// Consecutive unexpected errors per FlowRun UID, for the error policy's backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Metrics and readiness (see `with_telemetry`).
+    pub telemetry: Arc<Telemetry>,
+    /// The FlowRunPolicies of the watched namespaces.
+    policies: PolicyWatch,
 }
 
 impl<A: AppFlow> Context<A> {
@@ -46,6 +52,7 @@ impl<A: AppFlow> Context<A> {
         policy: Policy,
         start_rate: NonZeroU32,
         poll_tick: Duration,
+        policies: PolicyWatch,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -59,7 +66,15 @@ impl<A: AppFlow> Context<A> {
             start_limiter: RateLimiter::direct(Quota::per_second(start_rate)),
             tracker: ExecutionTracker::new(poll_tick),
             failures: Mutex::default(),
+            telemetry: Arc::default(),
+            policies,
         }
+    }
+
+    /// Reports into `telemetry` (the one the HTTP server serves) instead of a private one.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     fn record_failure(&self, uid: &str) -> u32 {
@@ -83,6 +98,8 @@ impl<A: AppFlow> Context<A> {
 /// Runs the controller until SIGTERM/SIGINT: one watch over all namespaces, or one per
 /// namespace listed.
 pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String], concurrency: u16) {
+    // A FlowRun must not be judged against policies that are not loaded yet.
+    ctx.policies.wait_until_ready().await;
     let apis: Vec<Api<DeserializeGuard<FlowRun>>> = if namespaces.is_empty() {
         vec![Api::all(ctx.client.clone())]
     } else {
@@ -92,15 +109,28 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String], concur
             .collect()
     };
     let controllers = apis.into_iter().map(|api| {
-        Controller::new(api, watcher::Config::default())
+        let controller = Controller::new(api, watcher::Config::default());
+        // Polled in this task, like the controller's own wait for its cache (see watch_store).
+        let synced = ctx.telemetry.watch_store(controller.store());
+        let run = controller
             .with_config(controller::Config::default().concurrency(concurrency))
             .shutdown_on_signal()
-            .run(reconcile, error_policy, ctx.clone())
+            .run(
+                |flowrun, ctx| async move {
+                    let telemetry = ctx.telemetry.clone();
+                    telemetry.measure_reconcile(reconcile(flowrun, ctx)).await
+                },
+                error_policy,
+                ctx.clone(),
+            )
             .for_each(|result| async move {
                 if let Err(error) = result {
                     tracing::debug!(%error, "Reconcile did not complete");
                 }
-            })
+            });
+        async move {
+            futures::future::select(std::pin::pin!(run), std::pin::pin!(synced)).await;
+        }
     });
     futures::future::join_all(controllers).await;
 }
@@ -121,7 +151,7 @@ async fn reconcile<A: AppFlow>(
         Api::namespaced(ctx.client.clone(), &flowrun.namespace().unwrap_or_default());
 
     // Observe.
-    let observed = observe();
+    let observed = observe(&ctx, flowrun);
     // Decide.
     let (transition, action) = match decide::decide(flowrun, &observed, &ctx.policy) {
         Decision::Wait(requeue) => return Ok(wait(&ctx, &uid, requeue)),
@@ -129,7 +159,7 @@ async fn reconcile<A: AppFlow>(
         Decision::Call(call) => {
             // Act.
             let result = call_appflow(&ctx, flowrun, &call).await;
-            match decide::after(flowrun, &observe(), &ctx.policy, &call, result) {
+            match decide::after(flowrun, &observe(&ctx, flowrun), &ctx.policy, &call, result) {
                 Decision::Report(transition) => (*transition, call_name(&call)),
                 Decision::Wait(requeue) => return Ok(wait(&ctx, &uid, requeue)),
                 Decision::Call(next) => unreachable!("after() never calls again: {next:?}"),
@@ -139,6 +169,8 @@ async fn reconcile<A: AppFlow>(
 
     // Report.
     report::apply(&api, &ctx.recorder, flowrun, &transition, action).await?;
+    ctx.telemetry
+        .record_transition(flowrun.status.as_ref(), transition.status.as_ref());
     ctx.clear_failures(&uid);
     Ok(transition
         .requeue
@@ -164,13 +196,13 @@ async fn call_appflow<A: AppFlow>(
             match &result {
                 Ok(started) => tracing::info!(
                     flowrun = %key,
-                    flow = %request.flow_name,
+                    flow = %request.flow.flow_name,
                     execution_id = started.execution_id.as_deref().unwrap_or_default(),
                     "Started flow"
                 ),
                 Err(error) => tracing::warn!(
                     flowrun = %key,
-                    flow = %request.flow_name,
+                    flow = %request.flow.flow_name,
                     code = error.code.as_deref().unwrap_or_default(),
                     %error,
                     "Failed to start flow"
@@ -222,10 +254,13 @@ fn call_name(call: &AppFlowCall) -> &'static str {
     }
 }
 
-fn observe() -> Observed {
+fn observe<A>(ctx: &Context<A>, flowrun: &FlowRun) -> Observed {
     Observed {
         now: Timestamp::now(),
         jitter: fastrand::f64(),
+        policies: ctx
+            .policies
+            .of_namespace(&flowrun.namespace().unwrap_or_default()),
     }
 }
 

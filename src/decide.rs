@@ -10,11 +10,14 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::ResourceExt;
 
+use std::sync::Arc;
+
 use crate::appflow::{
-    AppFlowError, ExecutionRecord, FailureKind, FlowKey, StartFlowRequest, StartedFlow,
+    AppFlowError, AssumedRole, ExecutionRecord, FailureKind, FlowKey, StartFlowRequest, StartedFlow,
 };
 use crate::conditions::{self, DesiredCondition, Reason};
 use crate::flowrun::{FlowRun, FlowRunStatus, Phase};
+use crate::tenancy::{self, FlowRunPolicy, OPERATOR_IDENTITY};
 
 /// AppFlow honours a StartFlow idempotency token for 8 hours.
 pub const TOKEN_WINDOW: SignedDuration = SignedDuration::from_hours(8);
@@ -34,14 +37,18 @@ pub struct Policy {
     /// Poll interval right after a run started; it grows with the run's age up to the max.
     pub poll_initial_interval: SignedDuration,
     pub poll_max_interval: SignedDuration,
+    /// A namespace without a FlowRunPolicy may start nothing.
+    pub require_flowrun_policy: bool,
 }
 
 /// What the reconciler read besides the object itself.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Observed {
     pub now: Timestamp,
     /// A random number in `[0, 1)` that spreads retries of many FlowRuns apart.
     pub jitter: f64,
+    /// The FlowRunPolicies of the FlowRun's namespace.
+    pub policies: Vec<Arc<FlowRunPolicy>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +154,7 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &Policy) -> Decisi
         return Decision::Wait(None);
     };
     if flowrun.metadata.deletion_timestamp.is_some() {
-        return decide_deletion(flowrun);
+        return decide_deletion(flowrun, policy);
     }
     let status = flowrun.status.clone().unwrap_or_default();
     match flowrun.phase() {
@@ -161,11 +168,40 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &Policy) -> Decisi
                     "no AWS region: set spec.region or the operator's --default-region".into(),
                 ));
             };
-            let message = format!("Starting flow {} in {region}", flowrun.spec.flow_name);
+            let policies: Vec<&FlowRunPolicy> = observed.policies.iter().map(Arc::as_ref).collect();
+            let grant = match tenancy::permit(
+                &policies,
+                &flowrun.namespace().unwrap_or_default(),
+                &flowrun.spec.flow_name,
+                &region,
+                policy.require_flowrun_policy,
+            ) {
+                Ok(grant) => grant,
+                // Refused before any AppFlow call; a later policy change does not revive it.
+                Err(message) => {
+                    return report(failed(
+                        flowrun,
+                        status,
+                        observed,
+                        Reason::NotPermitted,
+                        message,
+                    ));
+                }
+            };
+            let identity = grant
+                .role_arn
+                .unwrap_or_else(|| OPERATOR_IDENTITY.to_owned());
+            let message = format!(
+                "Starting flow {} in {region} as {identity}",
+                flowrun.spec.flow_name
+            );
             let status = FlowRunStatus {
                 phase: Some(Phase::Starting),
                 client_token: Some(uid),
                 region: Some(region),
+                identity: Some(identity),
+                policy: grant.policy,
+                external_id: grant.external_id,
                 start_time: Some(Time(observed.now)),
                 start_attempts: Some(0),
                 message: Some(message.clone()),
@@ -218,11 +254,7 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &Policy) -> Decisi
                 return Decision::Wait(Some(until(observed.now, next)));
             }
             Decision::Call(AppFlowCall::StartFlow(StartFlowRequest {
-                region: status
-                    .region
-                    .or_else(|| region(flowrun, policy))
-                    .unwrap_or_default(),
-                flow_name: flowrun.spec.flow_name.clone(),
+                flow: flow_key(flowrun, policy),
                 client_token: uid,
             }))
         }
@@ -251,7 +283,7 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &Policy) -> Decisi
 }
 
 /// A FlowRun being deleted: cancel its run if it is in progress, then let it go.
-fn decide_deletion(flowrun: &FlowRun) -> Decision {
+fn decide_deletion(flowrun: &FlowRun, policy: &Policy) -> Decision {
     if !has_finalizer(flowrun) {
         return Decision::Wait(None);
     }
@@ -259,10 +291,7 @@ fn decide_deletion(flowrun: &FlowRun) -> Decision {
     match (flowrun.phase(), status.execution_id) {
         (Phase::Running, Some(execution_id)) if flowrun.spec.cancel_on_delete => {
             Decision::Call(AppFlowCall::Cancel {
-                flow: FlowKey {
-                    region: status.region.unwrap_or_default(),
-                    flow_name: flowrun.spec.flow_name.clone(),
-                },
+                flow: flow_key(flowrun, policy),
                 execution_id,
                 cause: CancelCause::Deleted,
             })
@@ -640,6 +669,7 @@ fn reason_for(kind: FailureKind) -> Reason {
         FailureKind::Conflict => Reason::Conflict,
         FailureKind::Throttled => Reason::Throttled,
         FailureKind::Unavailable => Reason::AppFlowUnavailable,
+        FailureKind::CredentialsUnavailable => Reason::CredentialsUnavailable,
     }
 }
 
@@ -659,16 +689,25 @@ fn region(flowrun: &FlowRun, policy: &Policy) -> Option<String> {
         .or_else(|| policy.default_region.clone())
 }
 
-/// The flow of a started run: in the region it was started in.
+/// The flow of a FlowRun past Pending: in the region and under the identity recorded when it
+/// was allowed to start, whatever the policies say now.
 fn flow_key(flowrun: &FlowRun, policy: &Policy) -> FlowKey {
+    let status = flowrun.status.clone().unwrap_or_default();
+    let role = status
+        .identity
+        .filter(|identity| identity != OPERATOR_IDENTITY)
+        .map(|role_arn| AssumedRole {
+            role_arn,
+            external_id: status.external_id,
+            session_name: tenancy::session_name(&flowrun.namespace().unwrap_or_default()),
+        });
     FlowKey {
-        region: flowrun
-            .status
-            .as_ref()
-            .and_then(|status| status.region.clone())
+        region: status
+            .region
             .or_else(|| region(flowrun, policy))
             .unwrap_or_default(),
         flow_name: flowrun.spec.flow_name.clone(),
+        role,
     }
 }
 

@@ -7,11 +7,14 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use flowrun_operator::appflow::SdkAppFlow;
 use flowrun_operator::controller::{self, Context};
 use flowrun_operator::flowrun::FlowRun;
+use flowrun_operator::leader;
 use flowrun_operator::settings::{LogFormat, Settings};
+use flowrun_operator::telemetry::{self, Metered, Role, Telemetry};
+use flowrun_operator::tenancy::{FlowRunPolicy, PolicyWatch};
 use kube::api::{Api, ListParams};
 use tracing_subscriber::EnvFilter;
 
@@ -21,11 +24,19 @@ const API_SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = Settings::parse();
+    let election = settings
+        .leader_election
+        .config(env("POD_NAMESPACE"), env("POD_NAME"))
+        .unwrap_or_else(|error| {
+            Settings::command()
+                .error(clap::error::ErrorKind::ValueValidation, error)
+                .exit()
+        });
     if let Err(error) = init_logging(&settings) {
         eprintln!("error: {error:#}");
         return ExitCode::from(2);
     }
-    match run(settings).await {
+    match run(settings, election).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -37,7 +48,10 @@ async fn main() -> ExitCode {
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&settings.log_level)
         .with_context(|| format!("invalid --log-level {:?}", settings.log_level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a terminal: log files and collectors get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match settings.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -45,7 +59,11 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+async fn run(settings: Settings, election: Option<leader::Config>) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("failed to load Kubernetes credentials (in-cluster or KUBECONFIG)")?;
@@ -54,7 +72,17 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("no answer within {API_SERVER_TIMEOUT:?}"))
         .and_then(|answer| answer.map_err(anyhow::Error::from))
         .context("failed to reach the Kubernetes API server")?;
-    check_crd_installed(&client).await?;
+    check_crd_installed(&client, &settings.watch_namespaces).await?;
+    let telemetry = Arc::new(Telemetry::new());
+    let address = telemetry::serve(settings.metrics_address, telemetry.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "failed to listen on --metrics-address {}",
+                settings.metrics_address
+            )
+        })?;
+    tracing::info!(%address, "Serving /metrics, /healthz and /readyz");
 
     let sdk_config = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
@@ -77,30 +105,61 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         "Started flowrun-operator"
     );
 
-    let appflow = Arc::new(SdkAppFlow::new(sdk_config));
-    let ctx = Arc::new(Context::new(
-        client,
-        appflow,
-        policy,
-        settings.start_rate_limit,
-        settings.poll_tick(),
-    ));
-    controller::run(ctx, &settings.watch_namespaces, settings.concurrency).await;
+    let appflow = Metered::new(Arc::new(SdkAppFlow::new(sdk_config)), telemetry.clone());
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            appflow,
+            policy,
+            settings.start_rate_limit,
+            settings.poll_tick(),
+            PolicyWatch::spawn(&client, &settings.watch_namespaces),
+        )
+        .with_telemetry(telemetry.clone()),
+    );
+    let stopping = telemetry.clone();
+    tokio::spawn(async move {
+        leader::shutdown_signal().await;
+        stopping.set_role(Role::Stopping);
+    });
+    let work = controller::run(ctx, &settings.watch_namespaces, settings.concurrency);
+    match election {
+        Some(election) => leader::lead(client, election, telemetry, work).await?,
+        None => {
+            telemetry.set_role(Role::Leading);
+            work.await;
+        }
+    }
     tracing::info!("Stopped flowrun-operator");
     Ok(())
 }
 
-/// Without the CRD the watch would fail forever; say what to do instead.
-async fn check_crd_installed(client: &kube::Client) -> anyhow::Result<()> {
-    let flowruns: Api<FlowRun> = Api::all(client.clone());
-    match flowruns
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-    {
+/// Without the CRD the watch would fail forever; say what to do instead. Reads only where the
+/// operator watches, so a namespace-scoped install needs no cluster-wide permission.
+async fn check_crd_installed(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<()> {
+    check_served::<FlowRun>(client, namespaces).await?;
+    check_served::<FlowRunPolicy>(client, namespaces).await
+}
+
+/// Lists one object of `K` where the operator will watch it (a namespace-scoped install may
+/// not list cluster-wide).
+async fn check_served<K>(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match namespaces.first() {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => {
-            bail!("the FlowRun CRD is not installed; install it with: kubectl apply -f crds/")
-        }
-        Err(error) => Err(error).context("failed to list FlowRuns"),
+        Err(kube::Error::Api(status)) if status.code == 404 => bail!(
+            "the {} CRD is not installed; install it with: kubectl apply -f crds/",
+            K::kind(&())
+        ),
+        Err(error) => Err(error).with_context(|| format!("failed to list {}s", K::kind(&()))),
     }
 }

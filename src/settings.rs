@@ -64,6 +64,11 @@ pub struct Settings {
     #[arg(long, env = "FLOWRUN_POLL_MAX_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub poll_max_interval: SignedDuration,
 
+    /// Refuse FlowRuns in namespaces without a FlowRunPolicy that allows their flow and region
+    /// (without it, such namespaces may run any flow as the operator's own identity)
+    #[arg(long, env = "FLOWRUN_REQUIRE_POLICY")]
+    pub require_policy: bool,
+
     /// Log format
     #[arg(long, env = "FLOWRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -71,6 +76,13 @@ pub struct Settings {
     /// Log filter, e.g. info or flowrun_operator=debug,kube=info
     #[arg(long, env = "FLOWRUN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz (port 0: any free port)
+    #[arg(long, env = "FLOWRUN_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: std::net::SocketAddr,
+
+    #[command(flatten)]
+    pub leader_election: crate::leader::LeaderElectionArgs,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +101,7 @@ impl Settings {
             retry_max_delay: self.retry_max_delay,
             poll_initial_interval: self.poll_initial_interval,
             poll_max_interval: self.poll_max_interval,
+            require_flowrun_policy: self.require_policy,
         }
     }
 
@@ -103,7 +116,7 @@ impl Settings {
 }
 
 /// Accepts `30s`, `10m`, `1h 30m` or ISO 8601 (`PT30S`); refuses negative and zero durations.
-fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     let duration: SignedDuration = text
         .parse()
         .map_err(|error| format!("not a duration ({error}); use e.g. 30s, 10m or 1h"))?;

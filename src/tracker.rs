@@ -187,6 +187,7 @@ mod tests {
         FlowKey {
             region: "us-east-1".into(),
             flow_name: "f".into(),
+            role: None,
         }
     }
 

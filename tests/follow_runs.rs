@@ -258,7 +258,13 @@ async fn deleting_a_running_flowrun_cancels_exactly_its_execution() {
     let cancels = world.appflow.requests_for("CancelFlowExecutions").await;
     assert_eq!(cancels.len(), 1, "{cancels:?}");
     // The run goes CancelStarted, then (after the flow's 3 s cancel time) Canceled.
-    wait_for_execution(&world.appflow, "endless", &execution["doomed"], "CancelStarted").await;
+    wait_for_execution(
+        &world.appflow,
+        "endless",
+        &execution["doomed"],
+        "CancelStarted",
+    )
+    .await;
     wait_for_execution(&world.appflow, "endless", &execution["doomed"], "Canceled").await;
     let statuses = executions(&world.appflow, "endless").await;
     assert_eq!(statuses[&execution["survivor"]], "InProgress");

@@ -35,6 +35,7 @@ fn observed(now: &str) -> Observed {
     Observed {
         now: at(now),
         jitter: 0.5,
+        policies: Vec::new(),
     }
 }
 
@@ -46,6 +47,7 @@ fn policy() -> Policy {
         retry_max_delay: SignedDuration::from_mins(5),
         poll_initial_interval: SignedDuration::from_secs(5),
         poll_max_interval: SignedDuration::from_mins(1),
+        require_flowrun_policy: false,
     }
 }
 
@@ -107,6 +109,14 @@ fn after_start(
         &call,
         CallResult::Started(result),
     ))
+}
+
+fn flow_key(role: Option<AssumedRole>) -> FlowKey {
+    FlowKey {
+        region: "eu-west-1".into(),
+        flow_name: "salesforce-to-s3".into(),
+        role,
+    }
 }
 
 fn error(kind: FailureKind) -> AppFlowError {
@@ -214,8 +224,7 @@ fn starting_flowrun_calls_start_flow_with_its_uid_until_the_token_window_closes(
                 assert_eq!(
                     request,
                     StartFlowRequest {
-                        region: "eu-west-1".into(),
-                        flow_name: "salesforce-to-s3".into(),
+                        flow: flow_key(None),
                         client_token: UID.into(),
                     }
                 );
@@ -368,7 +377,11 @@ fn start_errors_are_terminal_or_retried_by_class() {
         let now = at("2026-11-25T10:00:00Z") + SignedDuration::from_secs(waited);
         let transition = after_start(
             &starting("2026-11-25T10:00:00Z", ", startAttempts: 2"),
-            &Observed { now, jitter: 0.5 },
+            &Observed {
+                now,
+                jitter: 0.5,
+                policies: Vec::new(),
+            },
             Err(error(kind)),
         );
         let status = written(&transition);
@@ -454,10 +467,7 @@ fn running_flowrun_is_tracked_by_execution_id_from_its_start() {
     assert_eq!(
         call(decision),
         AppFlowCall::Track {
-            flow: FlowKey {
-                region: "eu-west-1".into(),
-                flow_name: "salesforce-to-s3".into(),
-            },
+            flow: flow_key(None),
             execution_id: "exec-1".into(),
             started: at("2026-11-25T10:00:00Z"),
         }
@@ -658,10 +668,7 @@ fn deleting_a_running_flowrun_cancels_exactly_its_execution_then_releases_it() {
     assert_eq!(
         call,
         AppFlowCall::Cancel {
-            flow: FlowKey {
-                region: "eu-west-1".into(),
-                flow_name: "salesforce-to-s3".into()
-            },
+            flow: flow_key(None),
             execution_id: "exec-1".into(),
             cause: CancelCause::Deleted,
         }
@@ -843,4 +850,129 @@ fn finished_flowrun_is_deleted_once_its_ttl_has_passed() {
     ));
     assert!(expired.delete);
     assert_eq!(expired.event.map(|e| e.reason), Some(Reason::TtlExpired));
+}
+
+fn tenant_policy(name: &str, flows: &[&str], role: Option<&str>) -> Arc<FlowRunPolicy> {
+    let mut policy = FlowRunPolicy::new(
+        name,
+        tenancy::FlowRunPolicySpec {
+            flows: flows.iter().map(|f| f.to_string()).collect(),
+            regions: vec!["eu-*".into()],
+            role_arn: role.map(str::to_owned),
+            external_id: role.map(|_| "ext-7".to_owned()),
+        },
+    );
+    policy.metadata.namespace = Some("team-a".into());
+    Arc::new(policy)
+}
+
+fn with_policies(now: &str, policies: Vec<Arc<FlowRunPolicy>>) -> Observed {
+    Observed {
+        policies,
+        ..observed(now)
+    }
+}
+
+#[test]
+fn flowrun_not_allowed_by_a_policy_fails_before_any_aws_call() {
+    let required = Policy {
+        require_flowrun_policy: true,
+        ..policy()
+    };
+    // (policies, require, expected identity or None when refused)
+    let table = [
+        (vec![], false, Some(OPERATOR_IDENTITY)),
+        (vec![], true, None),
+        (
+            vec![tenant_policy("reports", &["reports-*"], None)],
+            false,
+            None,
+        ),
+        (
+            vec![tenant_policy("sales", &["salesforce-*"], None)],
+            true,
+            Some(OPERATOR_IDENTITY),
+        ),
+        (
+            vec![tenant_policy(
+                "sales",
+                &["salesforce-*"],
+                Some("arn:aws:iam::111111111111:role/sales"),
+            )],
+            true,
+            Some("arn:aws:iam::111111111111:role/sales"),
+        ),
+    ];
+    for (policies, require, identity) in table {
+        let rules = if require { required.clone() } else { policy() };
+        let transition = reported(decide(
+            &flowrun("{}"),
+            &with_policies("2026-11-25T10:00:01Z", policies.clone()),
+            &rules,
+        ));
+        let status = written(&transition);
+        match identity {
+            Some(identity) => {
+                assert_eq!(status.phase, Some(Phase::Starting), "{policies:?}");
+                assert_eq!(status.identity.as_deref(), Some(identity));
+            }
+            None => {
+                assert_eq!(status.phase, Some(Phase::Failed), "{policies:?}");
+                assert_eq!(
+                    condition(status, conditions::STALLED),
+                    ("True", "NotPermitted")
+                );
+                assert!(
+                    status
+                        .message
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("FlowRunPolicy")
+                );
+                assert_eq!(
+                    transition.finalizer, None,
+                    "never started, nothing to cancel"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn calls_use_the_identity_recorded_at_start_whatever_the_policies_say_now() {
+    let allowed = reported(decide(
+        &flowrun("{}"),
+        &with_policies(
+            "2026-11-25T10:00:01Z",
+            vec![tenant_policy(
+                "sales",
+                &["*"],
+                Some("arn:aws:iam::111111111111:role/sales"),
+            )],
+        ),
+        &policy(),
+    ));
+    let status = written(&allowed);
+    assert_eq!(status.policy.as_deref(), Some("sales"));
+    assert_eq!(status.external_id.as_deref(), Some("ext-7"));
+
+    let mut starting = flowrun("{}");
+    starting.status = allowed.status.clone();
+    // The policy is gone by now: the recorded identity still applies.
+    let call = call(decide(
+        &starting,
+        &observed("2026-11-25T10:00:02Z"),
+        &policy(),
+    ));
+    assert_eq!(
+        call,
+        AppFlowCall::StartFlow(StartFlowRequest {
+            flow: flow_key(Some(AssumedRole {
+                role_arn: "arn:aws:iam::111111111111:role/sales".into(),
+                external_id: Some("ext-7".into()),
+                session_name: "flowrun-team-a".into(),
+            })),
+            client_token: UID.into(),
+        })
+    );
 }

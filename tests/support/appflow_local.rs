@@ -201,6 +201,22 @@ impl LocalAppFlow {
         self.control(reqwest::Method::DELETE, &path, None).await;
     }
 
+    /// Lets the local STS hand out credentials for `role_arn` (with this external ID, if any).
+    pub async fn upsert_role(&self, role_arn: &str, external_id: Option<&str>) {
+        let role = serde_json::json!({"arn": role_arn, "externalId": external_id});
+        self.control(reqwest::Method::PUT, "/_local/roles", Some(role))
+            .await;
+    }
+
+    /// The credentials the local STS issued, oldest first.
+    pub async fn issued_credentials(&self) -> Vec<IssuedCredentials> {
+        self.control(reqwest::Method::GET, "/_local/sts", None)
+            .await
+            .json()
+            .await
+            .expect("decode /_local/sts")
+    }
+
     /// Back to the configured flows, with no runs, tokens, request log, stats or faults.
     pub async fn reset(&self) {
         self.control(reqwest::Method::POST, "/_local/reset", None)
@@ -237,6 +253,16 @@ impl Drop for LocalAppFlow {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One entry of `GET /_local/sts`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedCredentials {
+    pub access_key_id: String,
+    pub role_arn: String,
+    pub session_name: String,
+    pub external_id: Option<String>,
 }
 
 /// `GET /_local/stats`.

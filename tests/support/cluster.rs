@@ -44,36 +44,73 @@ pub fn cluster() -> &'static Cluster {
                 tool_path: None,
             };
         }
-        let script = repo_root().join("hack/cluster.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .arg("up")
-            .output()
-            .expect("failed to run hack/cluster.sh");
-        assert!(
-            output.status.success(),
-            "hack/cluster.sh up failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let kubeconfig = PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("hack/cluster.sh up printed no kubeconfig path")
-                .trim(),
-        );
-        let state_dir = kubeconfig
-            .parent()
-            .expect("kubeconfig lives in the state dir")
-            .to_path_buf();
-        let tool_path = read_cache_bin(&state_dir);
-        Cluster {
-            operator_kubeconfig: state_dir.join("operator.kubeconfig"),
-            kubeconfig,
-            tool_path,
-        }
+        up(None, false)
     })
+}
+
+/// A cluster of its own in `state_dir`, apart from the shared one: for tests that stop its API
+/// server or change its CRDs. Stop and delete it with `cluster_sh(state_dir, &["clean"])`.
+pub fn own_cluster(state_dir: &Path) -> Cluster {
+    up(Some(state_dir), false)
+}
+
+/// Like `own_cluster`, with an audit log of every request in `state_dir/audit.log`.
+pub fn own_audited_cluster(state_dir: &Path) -> Cluster {
+    up(Some(state_dir), true)
+}
+
+/// Runs `hack/cluster.sh ARGS` on the cluster in `state_dir` (e.g. `stop-apiserver`); panics
+/// with its stderr when it fails.
+pub fn cluster_sh(state_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("bash")
+        .arg(repo_root().join("hack/cluster.sh"))
+        .args(args)
+        .env("FLOWRUN_CLUSTER_DIR", state_dir)
+        .output()
+        .expect("failed to run hack/cluster.sh");
+    assert!(
+        output.status.success(),
+        "hack/cluster.sh {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `hack/cluster.sh up`, in `state_dir` or the script's default (FLOWRUN_CLUSTER_DIR).
+fn up(state_dir: Option<&Path>, audit: bool) -> Cluster {
+    let script = repo_root().join("hack/cluster.sh");
+    let mut command = Command::new("bash");
+    command.arg(&script).arg("up");
+    if audit {
+        command.env("FLOWRUN_AUDIT", "1");
+    }
+    if let Some(state_dir) = state_dir {
+        command.env("FLOWRUN_CLUSTER_DIR", state_dir);
+    }
+    let output = command.output().expect("failed to run hack/cluster.sh");
+    assert!(
+        output.status.success(),
+        "hack/cluster.sh up failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let kubeconfig = PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("hack/cluster.sh up printed no kubeconfig path")
+            .trim(),
+    );
+    let state_dir = kubeconfig
+        .parent()
+        .expect("kubeconfig lives in the state dir")
+        .to_path_buf();
+    let tool_path = read_cache_bin(&state_dir);
+    Cluster {
+        operator_kubeconfig: state_dir.join("operator.kubeconfig"),
+        kubeconfig,
+        tool_path,
+    }
 }
 
 /// The `env` file the cluster script writes names the folder with its cached tools.

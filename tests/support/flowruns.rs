@@ -9,6 +9,7 @@ use kube::runtime::wait::await_condition;
 use kube::{Client, CustomResourceExt, ResourceExt};
 
 use flowrun_operator::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus};
+use flowrun_operator::tenancy::FlowRunPolicy;
 
 use super::appflow_local::LocalAppFlow;
 use super::cluster::{client, install_crd, unique_namespace};
@@ -36,6 +37,7 @@ impl World {
     pub async fn new(prefix: &str, flows_yaml: &str) -> Self {
         let client = client().await;
         install_crd(&client, &FlowRun::crd()).await;
+        install_crd(&client, &FlowRunPolicy::crd()).await;
         let namespace = unique_namespace(&client, prefix).await;
         World {
             flowruns: Api::namespaced(client.clone(), &namespace),
@@ -162,4 +164,148 @@ pub fn condition(status: &FlowRunStatus, type_: &str) -> Option<(String, String)
 
 pub fn is(status: &str, reason: &str) -> Option<(String, String)> {
     Some((status.to_owned(), reason.to_owned()))
+}
+
+impl World {
+    /// A world on another cluster than the shared one (see `cluster::own_cluster`).
+    pub async fn new_in(client: Client, prefix: &str, flows_yaml: &str) -> Self {
+        install_crd(&client, &FlowRun::crd()).await;
+        install_crd(&client, &FlowRunPolicy::crd()).await;
+        let namespace = unique_namespace(&client, prefix).await;
+        World {
+            flowruns: Api::namespaced(client.clone(), &namespace),
+            client,
+            namespace,
+            appflow: LocalAppFlow::start(flows_yaml),
+        }
+    }
+
+    /// Creates FlowRuns of `flow_name`, `concurrency` requests at a time, each retried (bounded:
+    /// 60 s) while the API server cannot be reached; a create that landed although its answer
+    /// was lost counts (409 AlreadyExists). Returns them in the order of `names`.
+    pub async fn create_many(
+        &self,
+        names: &[String],
+        flow_name: &str,
+        concurrency: usize,
+    ) -> Vec<FlowRun> {
+        use futures::StreamExt;
+        let created: Vec<FlowRun> = futures::stream::iter(names)
+            .map(|name| self.create_retrying(name, flow_name))
+            .buffered(concurrency)
+            .collect()
+            .await;
+        created
+    }
+
+    async fn create_retrying(&self, name: &str, flow_name: &str) -> FlowRun {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let flowrun = FlowRun::new(name, FlowRunSpec::new(flow_name));
+        loop {
+            let error = match self.flowruns.create(&PostParams::default(), &flowrun).await {
+                Ok(created) => return created,
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    match self.flowruns.get(name).await {
+                        Ok(existing) => return existing,
+                        Err(error) => error,
+                    }
+                }
+                Err(error) => error,
+            };
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "failed to create FlowRun {name} within 60 s: {error}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Watches the namespace until at least `count` FlowRuns satisfy `done` (the watch resumes
+    /// by itself if the API server goes away); on timeout, fails with a count of the phases
+    /// seen and where the operator's log is. Returns the FlowRuns that satisfy `done`.
+    pub async fn wait_all(
+        &self,
+        count: usize,
+        timeout: Duration,
+        operator: Option<&Operator>,
+        done: impl Fn(&FlowRun) -> bool,
+    ) -> Vec<FlowRun> {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let mut seen: std::collections::BTreeMap<String, FlowRun> = Default::default();
+        let mut stream = std::pin::pin!(
+            watcher(self.flowruns.clone(), watcher::Config::default()).default_backoff()
+        );
+        let satisfied = |seen: &std::collections::BTreeMap<String, FlowRun>| {
+            seen.values().filter(|flowrun| done(flowrun)).count()
+        };
+        let outcome = tokio::time::timeout(timeout, async {
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(flowrun) | watcher::Event::InitApply(flowrun)) => {
+                        seen.insert(flowrun.name_any(), flowrun);
+                    }
+                    Ok(watcher::Event::Delete(flowrun)) => {
+                        seen.remove(&flowrun.name_any());
+                    }
+                    Ok(watcher::Event::Init) => seen.clear(),
+                    Ok(watcher::Event::InitDone) | Err(_) => {}
+                }
+                if satisfied(&seen) >= count {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if outcome != Ok(true) {
+            let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
+            for flowrun in seen.values() {
+                *phases.entry(format!("{:?}", flowrun.phase())).or_default() += 1;
+            }
+            panic!(
+                "{} of {count} FlowRuns in {} reached the expected state within {timeout:?}; \
+                 phases seen: {phases:?}; operator log: {}",
+                satisfied(&seen),
+                self.namespace,
+                operator.map_or_else(|| "-".into(), |o| o.log_path().display().to_string())
+            );
+        }
+        seen.into_values().filter(|flowrun| done(flowrun)).collect()
+    }
+}
+
+/// Checks exactly-once for a set of FlowRuns: each has an `executionId`, the ids are distinct,
+/// and the endpoint started exactly one run for each FlowRun's UID (its clientToken) and no
+/// run for any other token. Returns a description of every violation (empty when none).
+pub fn exactly_once_violations(
+    flowruns: &[FlowRun],
+    stats: &super::appflow_local::Stats,
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    let tokens: std::collections::HashSet<String> = flowruns.iter().map(uid).collect();
+    for flowrun in flowruns {
+        let name = flowrun.name_any();
+        match flowrun.status.as_ref().and_then(|s| s.execution_id.clone()) {
+            None => violations.push(format!("{name}: no executionId")),
+            Some(id) if !ids.insert(id.clone()) => violations.push(format!(
+                "{name}: executionId {id} shared with another FlowRun"
+            )),
+            Some(_) => {}
+        }
+        let executions = stats.token(&uid(flowrun)).executions;
+        if executions != 1 {
+            violations.push(format!("{name}: {executions} executions for its token"));
+        }
+    }
+    for (token, token_stats) in &stats.client_tokens {
+        if token_stats.executions > 0 && !tokens.contains(token) {
+            violations.push(format!(
+                "token {token}: {} executions, no such FlowRun",
+                token_stats.executions
+            ));
+        }
+    }
+    violations
 }

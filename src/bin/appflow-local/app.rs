@@ -19,12 +19,14 @@ use crate::errors::{AppFlowError, ErrorKind};
 use crate::faults::Faults;
 use crate::model::Model;
 use crate::recorder::Recorder;
+use crate::sts::{RoleSpec, Sts};
 use crate::wire::Operation;
-use crate::{api, control};
+use crate::{api, control, sts};
 
 pub struct App {
     shared: Mutex<Shared>,
     configured_flows: Vec<FlowSpec>,
+    configured_roles: Vec<RoleSpec>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -33,11 +35,13 @@ pub struct Shared {
     pub model: Model,
     pub recorder: Recorder,
     pub faults: Faults,
+    pub sts: Sts,
 }
 
 impl App {
     pub fn new(
         configured_flows: Vec<FlowSpec>,
+        configured_roles: Vec<RoleSpec>,
         shutdown: watch::Receiver<bool>,
         fault_seed: u64,
     ) -> Self {
@@ -46,8 +50,10 @@ impl App {
                 model: Model::new(&configured_flows, Timestamp::now()),
                 recorder: Recorder::new(),
                 faults: Faults::new(fault_seed),
+                sts: Sts::new(&configured_roles),
             }),
             configured_flows,
+            configured_roles,
             shutdown,
         }
     }
@@ -64,6 +70,7 @@ impl App {
         state.model.reset(&self.configured_flows, Timestamp::now());
         state.recorder = Recorder::new();
         state.faults.clear();
+        state.sts = Sts::new(&self.configured_roles);
     }
 
     /// Waits for `duration`, or less if the server is shutting down.
@@ -94,6 +101,7 @@ pub fn router(app: Arc<App>) -> Router {
                 ),
             )
         })
+        .route("/", post(sts::handle))
         .merge(control::routes())
         .fallback(unknown_operation)
         .layer(from_fn(with_request_id))

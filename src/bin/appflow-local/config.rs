@@ -38,6 +38,9 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(default)]
     pub flows: Vec<FlowSpec>,
+    /// IAM roles the local STS lets callers assume.
+    #[serde(default)]
+    pub roles: Vec<crate::sts::RoleSpec>,
 }
 
 impl Config {

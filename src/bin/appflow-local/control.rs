@@ -16,6 +16,9 @@
 //! - `PUT /_local/flows` with one flow in the config schema (201 created, 200 replaced);
 //!   `DELETE /_local/flows/{name}` (204, or 404).
 //! - `POST /_local/reset`: back to the configured flows; no runs, tokens, log, stats or faults.
+//! - `PUT /_local/roles` with `{"arn", "externalId"?}`: a role the local STS lets callers assume;
+//!   `GET /_local/sts` -> `[{"accessKeyId", "roleArn", "sessionName", "externalId",
+//!   "expiration"}]`, the credentials AssumeRole issued, oldest first.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use serde::de::DeserializeOwned;
 use crate::app::App;
 use crate::config::FlowSpec;
 use crate::faults::FaultRule;
+use crate::sts::{Issued, RoleSpec};
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -46,6 +50,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/_local/flows", put(upsert_flow))
         .route("/_local/flows/{name}", delete(delete_flow))
         .route("/_local/reset", post(reset))
+        .route("/_local/roles", put(upsert_role))
+        .route("/_local/sts", get(issued_credentials))
 }
 
 struct ControlError(StatusCode, String);
@@ -154,4 +160,14 @@ async fn delete_flow(
 async fn reset(State(app): State<Arc<App>>) -> StatusCode {
     app.reset();
     StatusCode::NO_CONTENT
+}
+
+async fn upsert_role(State(app): State<Arc<App>>, body: Bytes) -> Result<StatusCode, ControlError> {
+    let role: RoleSpec = parse(&body)?;
+    app.lock().sts.upsert_role(role);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn issued_credentials(State(app): State<Arc<App>>) -> Json<Vec<Issued>> {
+    Json(app.lock().sts.issued().to_vec())
 }

@@ -10,6 +10,7 @@ mod errors;
 mod faults;
 mod model;
 mod recorder;
+mod sts;
 mod wire;
 
 use std::io::IsTerminal as _;
@@ -83,7 +84,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let flow_count = config.flows.len();
     // The seed only makes probabilistic faults differ between runs.
     let fault_seed = jiff::Timestamp::now().as_nanosecond() as u64;
-    let app = Arc::new(App::new(config.flows, stop_signal, fault_seed));
+    let app = Arc::new(App::new(
+        config.flows,
+        config.roles,
+        stop_signal,
+        fault_seed,
+    ));
 
     println!("appflow-local listening on {url}");
     info!(flows = flow_count, "Started");
