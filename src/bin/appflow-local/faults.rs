@@ -373,7 +373,8 @@ mod tests {
                 r#"{"operation":"*","kind":"internal","probability":1.5}"#,
                 "probability",
             ),
-            (r#"{"operation":"*","kind":"latency"}"#, "needs delayMs"),
+            (r#"{"operation":"*","kind":"latency"}"#, "need delayMs"),
+            (r#"{"operation":"*","kind":"slowResponse"}"#, "need delayMs"),
             (
                 r#"{"operation":"*","kind":"internal","delayMs":5}"#,
                 "only used by latency",
