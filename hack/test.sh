@@ -6,6 +6,7 @@
 # Environment:
 #   FLOWRUN_TEST_KUBECONFIG  run the integration tests against this cluster instead
 #   FLOWRUN_CLUSTER_DIR      state directory of the test cluster (default <cache>/test-cluster)
+# Needs python3 (3.11+, with venv) for the chart tests: hack/chart.sh installs their tools.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,6 +21,15 @@ cargo fmt --all -- --check || die "code is not formatted: run 'cargo fmt --all'"
 
 stage "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+
+stage "Helm chart: lint, render and validate (hack/chart.sh; the first run installs its tools)"
+FLOWRUN_CHART_PYTHON=$("$FLOWRUN_HACK_DIR/chart.sh" setup)
+export FLOWRUN_CHART_PYTHON # tests/rbac.rs and tests/chart.rs render the chart with it
+"$FLOWRUN_HACK_DIR/chart.sh" test
+
+stage "release binary, as the Dockerfile builds it (tested by tests/release.rs)"
+cargo build --release --locked --bin flowrun-operator
+export FLOWRUN_RELEASE_BINARY=$PWD/target/release/flowrun-operator
 
 if [[ -z ${FLOWRUN_TEST_KUBECONFIG:-} ]]; then
   # The tests' own cluster, apart from the one a demo may be running.

@@ -13,7 +13,8 @@ use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::appflow::AppFlow;
@@ -39,6 +40,9 @@ pub struct Context<A> {
     tracker: ExecutionTracker,
     /// Consecutive unexpected errors per FlowRun UID, for the error policy's backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The resourceVersion of this operator's latest write per FlowRun UID, until the watch
+    /// has delivered it (see `is_stale`).
+    written: Mutex<HashMap<String, u64>>,
     /// Metrics and readiness (see `with_telemetry`).
     pub telemetry: Arc<Telemetry>,
     /// The FlowRunPolicies of the watched namespaces.
@@ -66,6 +70,7 @@ impl<A: AppFlow> Context<A> {
             start_limiter: RateLimiter::direct(Quota::per_second(start_rate)),
             tracker: ExecutionTracker::new(poll_tick),
             failures: Mutex::default(),
+            written: Mutex::default(),
             telemetry: Arc::default(),
             policies,
         }
@@ -93,7 +98,43 @@ impl<A: AppFlow> Context<A> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(uid);
     }
+
+    /// True while the watch has not delivered this operator's latest write to the FlowRun yet.
+    /// Under load the watch can lag behind a requeue; deciding on the older copy would repeat
+    /// the step already taken (StartFlow again, or a status written back over a newer one).
+    /// resourceVersions are etcd revisions, so they are compared as numbers; a server whose
+    /// versions are not numbers gets no such guard.
+    fn is_stale(&self, uid: &str, flowrun: &FlowRun) -> bool {
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(&wrote) = written.get(uid) else {
+            return false;
+        };
+        let seen = flowrun
+            .resource_version()
+            .and_then(|version| version.parse::<u64>().ok());
+        if seen.is_some_and(|seen| seen < wrote) {
+            return true;
+        }
+        written.remove(uid);
+        false
+    }
+
+    fn remember_write(&self, uid: &str, resource_version: Option<String>) {
+        if let Some(version) = resource_version.and_then(|version| version.parse().ok()) {
+            self.written
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(uid.to_owned(), version);
+        }
+    }
 }
+
+/// How soon a FlowRun whose cached copy predates the operator's own write is looked at again,
+/// should the watch event of that write (which triggers a reconcile at once) not come.
+const STALE_RECHECK: Duration = Duration::from_secs(1);
 
 /// Runs the controller until SIGTERM/SIGINT: one watch over all namespaces, or one per
 /// namespace listed.
@@ -109,7 +150,17 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String], concur
             .collect()
     };
     let controllers = apis.into_iter().map(|api| {
-        let controller = Controller::new(api, watcher::Config::default());
+        // The cache holds every FlowRun in scope. managedFields are about 80 % of a FlowRun's
+        // memory there (8.6 of 11.2 kB) and nothing reads them: drop them as they arrive.
+        let (store, writer) = reflector::store();
+        let flowruns = reflector(
+            writer,
+            watcher(api, watcher::Config::default()).modify(|flowrun| {
+                flowrun.managed_fields_mut().clear();
+            }),
+        )
+        .applied_objects();
+        let controller = Controller::for_stream(flowruns, store);
         // Polled in this task, like the controller's own wait for its cache (see watch_store).
         let synced = ctx.telemetry.watch_store(controller.store());
         let run = controller
@@ -147,6 +198,9 @@ async fn reconcile<A: AppFlow>(
         }
     };
     let uid = flowrun.uid().unwrap_or_default();
+    if ctx.is_stale(&uid, flowrun) {
+        return Ok(Action::requeue(STALE_RECHECK));
+    }
     let api: Api<FlowRun> =
         Api::namespaced(ctx.client.clone(), &flowrun.namespace().unwrap_or_default());
 
@@ -168,7 +222,8 @@ async fn reconcile<A: AppFlow>(
     };
 
     // Report.
-    report::apply(&api, &ctx.recorder, flowrun, &transition, action).await?;
+    let written = report::apply(&api, &ctx.recorder, flowrun, &transition, action).await?;
+    ctx.remember_write(&uid, written);
     ctx.telemetry
         .record_transition(flowrun.status.as_ref(), transition.status.as_ref());
     ctx.clear_failures(&uid);

@@ -260,6 +260,16 @@ impl Observer {
     }
 }
 
+/// How one round of [`Elector::try_acquire_or_renew`] ended.
+enum Round {
+    /// This replica holds the Lease.
+    Holding,
+    /// Another replica holds a valid Lease.
+    Following(String),
+    /// Another writer changed the Lease between the read and the write (409 Conflict).
+    Conflict,
+}
+
 /// Takes, renews and releases the Lease.
 pub struct Elector {
     api: Api<Lease>,
@@ -288,11 +298,12 @@ impl Elector {
         let mut last_holder = None;
         loop {
             match self.try_acquire_or_renew().await {
-                Ok(None) => {
+                Ok(Round::Holding) => {
                     tracing::info!(identity = %self.config.identity, "Became the leader");
                     return;
                 }
-                Ok(Some(holder)) => {
+                Ok(Round::Conflict) => {}
+                Ok(Round::Following(holder)) => {
                     if last_holder.as_ref() != Some(&holder) {
                         tracing::info!(leader = %holder, "Standing by; another replica leads");
                         last_holder = Some(holder);
@@ -325,11 +336,15 @@ impl Elector {
                 };
                 let lost = match outcome {
                     None => return self,
-                    Some(Ok(Ok(None))) => {
+                    Some(Ok(Ok(Round::Holding))) => {
                         renewed = Instant::now();
                         None
                     }
-                    Some(Ok(Ok(Some(holder)))) => Some(format!("{holder} took the lease")),
+                    // Someone else wrote the Lease meanwhile: the next round reads who.
+                    Some(Ok(Ok(Round::Conflict))) => None,
+                    Some(Ok(Ok(Round::Following(holder)))) => {
+                        Some(format!("{holder} took the lease"))
+                    }
                     Some(Ok(Err(error))) => {
                         tracing::warn!(%error, "Failed to renew the leader lease");
                         None
@@ -358,9 +373,8 @@ impl Elector {
         }
     }
 
-    /// One round: `Ok(None)` when this replica holds the Lease afterwards, `Ok(Some(holder))`
-    /// when another does.
-    async fn try_acquire_or_renew(&mut self) -> Result<Option<String>, kube::Error> {
+    /// One round: read the Lease, then take it, renew it, or follow its holder.
+    async fn try_acquire_or_renew(&mut self) -> Result<Round, kube::Error> {
         let lease = self.api.get_opt(&self.config.lease_name).await?;
         let now = Instant::now();
         let current = lease
@@ -385,7 +399,7 @@ impl Elector {
                 self.telemetry.set_role(Role::Standby {
                     leader: Some(holder.clone()),
                 });
-                return Ok(Some(holder));
+                return Ok(Round::Following(holder));
             }
             Step::Create(spec) => {
                 let lease = Lease {
@@ -410,12 +424,9 @@ impl Elector {
         match written {
             Ok(spec) => {
                 self.observer.wrote(spec, now);
-                Ok(None)
+                Ok(Round::Holding)
             }
-            // Another replica wrote first; the next round reads who.
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                Ok(Some("another replica".to_owned()))
-            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Round::Conflict),
             Err(error) => Err(error),
         }
     }

@@ -24,13 +24,15 @@ pub struct ReportError {
 }
 
 /// Carries out a transition: finalizer in, status, finalizer out, deletion; then its event.
+/// Returns the FlowRun's resourceVersion after the last write, if it wrote and the FlowRun is
+/// still there.
 pub async fn apply(
     api: &Api<FlowRun>,
     recorder: &Recorder,
     flowrun: &FlowRun,
     transition: &Transition,
     action: &str,
-) -> Result<(), ReportError> {
+) -> Result<Option<String>, ReportError> {
     let failed = |action| {
         move |source| ReportError {
             action,
@@ -39,13 +41,14 @@ pub async fn apply(
             source,
         }
     };
+    let mut version = None;
     if transition.finalizer == Some(FinalizerChange::Add) {
-        set_finalizer(api, flowrun, true)
+        version = set_finalizer(api, flowrun, true)
             .await
             .map_err(failed("add the finalizer"))?;
     }
     if let Some(status) = &transition.status {
-        write_status(api, flowrun, status)
+        version = write_status(api, flowrun, status)
             .await
             .map_err(failed("write the status"))?;
         tracing::info!(
@@ -56,11 +59,12 @@ pub async fn apply(
         );
     }
     if transition.finalizer == Some(FinalizerChange::Remove) {
-        set_finalizer(api, flowrun, false)
+        version = set_finalizer(api, flowrun, false)
             .await
             .map_err(failed("remove the finalizer"))?;
     }
     if transition.delete {
+        version = None;
         match api.delete(&flowrun.name_any(), &Default::default()).await {
             // Someone else deleted it first: the goal is reached.
             Ok(_) => {}
@@ -71,14 +75,15 @@ pub async fn apply(
     if let Some(event) = &transition.event {
         publish(recorder, &flowrun.object_ref(&()), event, action).await;
     }
-    Ok(())
+    Ok(version)
 }
 
+/// Returns the resourceVersion written.
 async fn write_status(
     api: &Api<FlowRun>,
     flowrun: &FlowRun,
     status: &FlowRunStatus,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let patch = json!({
         "apiVersion": FlowRun::api_version(&()),
         "kind": FlowRun::kind(&()),
@@ -90,16 +95,17 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map(drop)
+    .map(|written| written.metadata.resource_version)
 }
 
 /// `metadata.finalizers` is a set: applying it with or without our entry adds or removes only
-/// that entry and leaves other controllers' finalizers alone.
+/// that entry and leaves other controllers' finalizers alone. Returns the resourceVersion
+/// written (`None` when the FlowRun is gone).
 async fn set_finalizer(
     api: &Api<FlowRun>,
     flowrun: &FlowRun,
     present: bool,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let finalizers: &[&str] = if present { &[FINALIZER] } else { &[] };
     let patch = json!({
         "apiVersion": FlowRun::api_version(&()),
@@ -115,8 +121,8 @@ async fn set_finalizer(
         .await
     {
         // Removing the last finalizer of a deleted object makes it vanish: nothing left to do.
-        Err(kube::Error::Api(status)) if status.code == 404 && !present => Ok(()),
-        other => other.map(drop),
+        Err(kube::Error::Api(status)) if status.code == 404 && !present => Ok(None),
+        other => other.map(|written| written.metadata.resource_version),
     }
 }
 

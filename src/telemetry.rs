@@ -686,6 +686,24 @@ mod tests {
         assert_eq!(finished_run(Some(&running), None), None);
     }
 
+    #[test]
+    fn metrics_address_defaults_to_every_interface_on_port_8080() {
+        use clap::Parser;
+
+        use crate::settings::Settings;
+
+        let parse = |args: &[&str]| {
+            Settings::try_parse_from([&["flowrun-operator"], args].concat())
+                .map(|settings| settings.metrics_address.to_string())
+        };
+        assert_eq!(parse(&[]).expect("default"), "0.0.0.0:8080");
+        assert_eq!(
+            parse(&["--metrics-address=[::]:9090"]).expect("IPv6"),
+            "[::]:9090"
+        );
+        assert!(parse(&["--metrics-address=8080"]).is_err());
+    }
+
     #[tokio::test]
     async fn endpoints_serve_metrics_health_and_readiness() {
         let telemetry = Arc::new(Telemetry::new());

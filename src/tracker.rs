@@ -30,6 +30,9 @@ struct Snapshot {
     /// The history was read back to records started before this time, or to its end (`None`).
     covers_since: Option<Timestamp>,
     records: HashMap<String, ExecutionRecord>,
+    /// The last read failed: until a tick has passed, lookups get its error instead of each
+    /// reading (and, when AppFlow hangs, waiting out the AWS timeout) in turn.
+    failed: Option<(Instant, AppFlowError)>,
 }
 
 impl Snapshot {
@@ -47,7 +50,8 @@ impl ExecutionTracker {
     }
 
     /// The record of `execution_id`, a run started at `started` (as the operator recorded it).
-    /// `None` means AppFlow does not list the run yet, i.e. it is still starting.
+    /// `None` means no news: AppFlow does not list the run yet (it is still starting), or
+    /// another lookup has been reading the flow's history for longer than a tick.
     pub async fn find<A: AppFlow>(
         &self,
         appflow: &A,
@@ -57,7 +61,17 @@ impl ExecutionTracker {
     ) -> Result<Option<ExecutionRecord>, AppFlowError> {
         let since = started - CLOCK_SKEW_ALLOWANCE;
         let entry = self.entry(flow);
-        let mut snapshot = entry.lock().await;
+        // Every waiting lookup holds one of the controller's concurrency slots: when a read hangs
+        // until the AWS timeout, the runs of that flow must not hold them all and starve the
+        // other flows. Past a tick, a waiter gives up with no news and is polled again later.
+        let Ok(mut snapshot) = tokio::time::timeout(self.tick, entry.lock()).await else {
+            return Ok(None);
+        };
+        if let Some((failed_at, error)) = &snapshot.failed
+            && failed_at.elapsed() < self.tick
+        {
+            return Err(error.clone());
+        }
         let fresh = snapshot
             .read_at
             .is_some_and(|read_at| read_at.elapsed() < self.tick);
@@ -69,8 +83,16 @@ impl ExecutionTracker {
                 return Ok(None);
             }
         }
-        *snapshot = read_history(appflow, flow, since).await?;
-        Ok(snapshot.records.get(execution_id).cloned())
+        match read_history(appflow, flow, since).await {
+            Ok(read) => {
+                *snapshot = read;
+                Ok(snapshot.records.get(execution_id).cloned())
+            }
+            Err(error) => {
+                snapshot.failed = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
     }
 
     fn entry(&self, flow: &FlowKey) -> Arc<tokio::sync::Mutex<Snapshot>> {
@@ -93,6 +115,7 @@ async fn read_history<A: AppFlow>(
         read_at: Some(Instant::now()),
         covers_since: None,
         records: HashMap::new(),
+        failed: None,
     };
     let mut next_token: Option<String> = None;
     loop {
@@ -222,6 +245,88 @@ mod tests {
 
         assert_eq!(record.map(|r| r.execution_id).as_deref(), Some("run-250"));
         assert_eq!(history.calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// AppFlow failing (or, with `hang`, never answering) every history read.
+    struct Broken {
+        hang: bool,
+        calls: AtomicUsize,
+    }
+
+    impl AppFlow for Broken {
+        async fn start_flow(&self, _: &StartFlowRequest) -> Result<StartedFlow, AppFlowError> {
+            unreachable!("the tracker never starts flows")
+        }
+
+        async fn describe_execution_records(
+            &self,
+            _: &FlowKey,
+            _: Option<&str>,
+        ) -> Result<RecordsPage, AppFlowError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            Err(AppFlowError {
+                kind: crate::appflow::FailureKind::Unavailable,
+                code: None,
+                message: "unavailable".into(),
+            })
+        }
+
+        async fn cancel_flow_executions(
+            &self,
+            _: &FlowKey,
+            _: &[String],
+        ) -> Result<Vec<String>, AppFlowError> {
+            unreachable!("the tracker never cancels")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_serves_its_error_to_the_other_runs_until_the_next_tick() {
+        let broken = Broken {
+            hang: false,
+            calls: AtomicUsize::new(0),
+        };
+        let tracker = ExecutionTracker::new(Duration::from_secs(60));
+        let started = at("2026-11-25T12:00:00Z");
+        for i in 0..10 {
+            let result = tracker
+                .find(&broken, &flow(), &format!("run-{i}"), started)
+                .await;
+            assert!(result.is_err(), "run-{i}: {result:?}");
+        }
+        assert_eq!(broken.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_read_holds_the_other_runs_of_its_flow_one_tick_at_most() {
+        let broken = Arc::new(Broken {
+            hang: true,
+            calls: AtomicUsize::new(0),
+        });
+        let tracker = Arc::new(ExecutionTracker::new(Duration::from_millis(50)));
+        let started = at("2026-11-25T12:00:00Z");
+        let hanging = {
+            let (broken, tracker) = (broken.clone(), tracker.clone());
+            tokio::spawn(async move { tracker.find(&*broken, &flow(), "run-0", started).await })
+        };
+        while broken.calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+
+        let waited = Instant::now();
+        let other = tracker.find(&*broken, &flow(), "run-1", started).await;
+
+        assert_eq!(other, Ok(None), "no news");
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            waited.elapsed()
+        );
+        assert_eq!(broken.calls.load(Ordering::SeqCst), 1, "one read in flight");
+        hanging.abort();
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod appflow_local;
+pub mod chart;
 pub mod cluster;
 pub mod flowruns;
 pub mod operator;

@@ -60,7 +60,10 @@ impl Operator {
         let stderr = stdout
             .try_clone()
             .expect("failed to share the operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_flowrun-operator"))
+        // FLOWRUN_OPERATOR_BIN runs another build instead (e.g. to benchmark two versions).
+        let binary = std::env::var_os("FLOWRUN_OPERATOR_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_flowrun-operator").into());
+        let child = Command::new(binary)
             .args([
                 "--metrics-address=127.0.0.1:0",
                 "--retry-initial-delay=200ms",

@@ -1,0 +1,786 @@
+//! The benchmark behind `hack/bench.sh`: the operator (release build) on the real local API
+//! server and the local AppFlow endpoint, measured from the outside, printed as a table.
+//!
+//! Scenarios (each in a namespace of its own, with an operator watching only that namespace):
+//! - `raw`: the rate at which a minimal Rust client (kube, keep-alive, the operator's
+//!   concurrency) server-side-applies FlowRun status; the operator's ideal start rate is that
+//!   divided by the FlowRun writes of a start (finalizer, `Starting`, `Running`).
+//! - `burst`: N FlowRuns created at once; started runs per second (creation -> `executionId`
+//!   seen by a watch) and the latency percentiles.
+//! - `paced`: FlowRuns created at a steady rate; latency percentiles.
+//! - `latency`: the burst with 100 ms added to every AppFlow call.
+//! - `economy`: full lifecycles; StartFlow calls and API server writes per FlowRun (from the
+//!   API server's audit log, so `hack/bench.sh` starts it with `FLOWRUN_AUDIT=1`).
+//! - `describe`: DescribeFlowExecutionRecords calls per poll tick per flow, for many runs of
+//!   a few flows.
+//! - `footprint`: operator RSS idle and after N full lifecycles in one namespace, CPU seconds
+//!   per 1,000 runs, and the API server's and etcd's RSS for context.
+//!
+//! Usage: `cargo bench --bench flowrun-bench -- [--quick] [--only raw,burst,...]`. Every wait is
+//! bounded; the run stops by itself. Results also go to `target/bench/results.md`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use flowrun_operator::flowrun::{FlowRun, FlowRunSpec, Phase};
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use serde_json::json;
+use support::appflow_local::Fault;
+use support::cluster::{client, cluster, install_crd, unique_namespace};
+use support::flowruns::World;
+use support::operator::{Operator, process_footprint};
+
+const FLOWS: &str = r#"
+flows:
+  - name: bench
+    runSeconds: 600
+  - name: life
+    runSeconds: 2
+  - name: f0
+    runSeconds: 3600
+  - name: f1
+    runSeconds: 3600
+  - name: f2
+    runSeconds: 3600
+  - name: f3
+    runSeconds: 3600
+  - name: one
+    runSeconds: 3600
+"#;
+
+/// The operator's --concurrency, also used by the raw client.
+const CONCURRENCY: usize = 32;
+/// FlowRun writes of one start: finalizer (metadata), `Starting` and `Running` (status).
+const WRITES_PER_START: f64 = 3.0;
+/// The operator's --poll-initial-interval here (its default): the tracker's tick.
+const TICK: Duration = Duration::from_secs(5);
+
+struct Sizes {
+    raw_patches: usize,
+    bursts: Vec<usize>,
+    paced: usize,
+    paced_rate: f64,
+    latency_burst: usize,
+    economy: usize,
+    describe_per_flow: usize,
+    describe_one: usize,
+    describe_window: Duration,
+    footprint: usize,
+}
+
+impl Sizes {
+    fn full() -> Self {
+        Sizes {
+            raw_patches: 3000,
+            bursts: vec![1000, 5000],
+            paced: 1000,
+            paced_rate: 100.0,
+            latency_burst: 1000,
+            economy: 300,
+            describe_per_flow: 50,
+            describe_one: 250,
+            describe_window: Duration::from_secs(60),
+            footprint: 10_000,
+        }
+    }
+
+    fn quick() -> Self {
+        Sizes {
+            raw_patches: 600,
+            bursts: vec![200],
+            paced: 200,
+            paced_rate: 100.0,
+            latency_burst: 200,
+            economy: 50,
+            describe_per_flow: 20,
+            describe_one: 150,
+            describe_window: Duration::from_secs(20),
+            footprint: 1000,
+        }
+    }
+}
+
+/// The results table: measure, value, target (or context).
+#[derive(Default)]
+struct Table {
+    rows: Vec<(String, String, String)>,
+}
+
+impl Table {
+    fn add(&mut self, measure: impl Into<String>, value: impl Into<String>, target: &str) {
+        let row = (measure.into(), value.into(), target.to_owned());
+        println!("  {:<58} {:>22}   {}", row.0, row.1, row.2);
+        self.rows.push(row);
+    }
+
+    fn markdown(&self) -> String {
+        let mut text = String::from("| Measure | Value | Target / note |\n|---|---:|---|\n");
+        for (measure, value, target) in &self.rows {
+            text.push_str(&format!("| {measure} | {value} | {target} |\n"));
+        }
+        text
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|arg| arg == "--quick");
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|arg| arg == "--only")
+        .and_then(|at| args.get(at + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect());
+    let wanted = |name: &str| {
+        only.as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == name))
+    };
+    let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+
+    let client = client().await;
+    install_crd(&client, &FlowRun::crd()).await;
+    let mut table = Table::default();
+    println!(
+        "flowrun-bench: {} cores, {} MiB memory, cluster {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        mem_total_mib(),
+        cluster().kubeconfig.display()
+    );
+    let started = Instant::now();
+
+    let mut bursts = Vec::new();
+    if wanted("burst") {
+        bursts.extend(
+            sizes
+                .bursts
+                .iter()
+                .map(|&n| (n, None, None, format!("burst-{n}"))),
+        );
+    }
+    if wanted("paced") {
+        bursts.push((
+            sizes.paced,
+            Some(sizes.paced_rate),
+            None,
+            format!("paced-{}", sizes.paced),
+        ));
+    }
+    if wanted("latency") {
+        bursts.push((
+            sizes.latency_burst,
+            None,
+            Some(Duration::from_millis(100)),
+            format!("latency-{}", sizes.latency_burst),
+        ));
+    }
+    for (n, pace, latency, label) in bursts {
+        println!(
+            "== {label}: {n} FlowRuns{}{}",
+            pace.map_or(String::new(), |r| format!(" at {r}/s")),
+            latency.map_or(String::new(), |l| format!(
+                ", {l:?} added to every AppFlow call"
+            ))
+        );
+        // The raw limit right before each burst: the machine's load changes over a long run.
+        let ideal = if wanted("raw") {
+            let rate = raw_limit(&client, sizes.raw_patches).await;
+            table.add(
+                format!(
+                    "Raw status patches/s before {label} (kube client, keep-alive, 32 at once)"
+                ),
+                format!("{rate:.0}"),
+                "same run",
+            );
+            Some(rate / WRITES_PER_START)
+        } else {
+            None
+        };
+        let result = burst(n, pace, latency, &label).await;
+        let what = match (pace, latency) {
+            (Some(rate), _) => format!("{n} FlowRuns at a steady {rate:.0}/s"),
+            (None, Some(latency)) => {
+                format!("Burst of {n}, +{}ms per AppFlow call", latency.as_millis())
+            }
+            (None, None) => format!("Burst of {n}"),
+        };
+        if pace.is_none() {
+            let ratio = ideal.map_or(String::new(), |ideal| {
+                format!("{:.2} of ideal {ideal:.0}/s", result.rate / ideal)
+            });
+            let target = if latency.is_some() {
+                "throughput from concurrency"
+            } else {
+                "ratio >= 0.7"
+            };
+            table.add(
+                format!("{what}: started runs/s"),
+                format!("{:.0} ({ratio})", result.rate),
+                target,
+            );
+        }
+        let target = if pace.is_some() { "p99 <= 250 ms" } else { "" };
+        table.add(
+            format!("{what}: latency p50 / p95 / p99 / max"),
+            format!(
+                "{} / {} / {} / {} ms",
+                ms(result.p50),
+                ms(result.p95),
+                ms(result.p99),
+                ms(result.max)
+            ),
+            target,
+        );
+        table.add(
+            format!("{what}: StartFlow calls per FlowRun"),
+            format!("{:.2}", result.start_calls as f64 / n as f64),
+            "1.00",
+        );
+        table.add(
+            format!("{what}: CPU s per 1,000 starts: operator / API server / etcd"),
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                result.cpu_seconds * 1000.0 / n as f64,
+                result.apiserver_cpu_seconds * 1000.0 / n as f64,
+                result.etcd_cpu_seconds * 1000.0 / n as f64
+            ),
+            "where the time goes",
+        );
+    }
+    if wanted("economy") {
+        println!("== economy: {} full lifecycles", sizes.economy);
+        economy(sizes.economy, &mut table).await;
+    }
+    if wanted("describe") {
+        println!(
+            "== describe: 4 flows x {} runs and 1 flow x {} runs",
+            sizes.describe_per_flow, sizes.describe_one
+        );
+        describe(
+            sizes.describe_per_flow,
+            sizes.describe_one,
+            sizes.describe_window,
+            &mut table,
+        )
+        .await;
+    }
+    if wanted("footprint") {
+        println!(
+            "== footprint: {} FlowRuns, full lifecycles",
+            sizes.footprint
+        );
+        footprint(sizes.footprint, &mut table).await;
+    }
+
+    let markdown = table.markdown();
+    let out = support::cluster::repo_root().join("target/bench");
+    std::fs::create_dir_all(&out).expect("create target/bench");
+    std::fs::write(out.join("results.md"), &markdown).expect("write target/bench/results.md");
+    println!(
+        "\n{markdown}\nTotal {:.0} s. Also in target/bench/results.md",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{}", duration.as_millis())
+}
+
+fn mem_total_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+fn names(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i:05}")).collect()
+}
+
+/// The operator as the README runs it, with its defaults, except the StartFlow rate limit
+/// (20/s by default, to spare AppFlow's quota), lifted so the operator itself is measured.
+fn start_operator(world: &World) -> Operator {
+    let args = [
+        format!("--watch-namespaces={}", world.namespace),
+        "--log-level=info".to_owned(),
+        "--poll-initial-interval=5s".to_owned(),
+        "--poll-max-interval=1m".to_owned(),
+        "--retry-initial-delay=2s".to_owned(),
+        "--retry-max-delay=5m".to_owned(),
+        "--aws-timeout=30s".to_owned(),
+        "--start-rate-limit=100000".to_owned(),
+        format!("--concurrency={CONCURRENCY}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Operator::start_with(
+        &cluster().operator_kubeconfig,
+        &world.namespace,
+        world.appflow.endpoint_url(),
+        &args,
+    )
+}
+
+/// Waits (bounded: 60 s) until the operator's `/readyz` answers 200.
+async fn wait_ready(operator: &Operator) {
+    let url = format!("{}/readyz", operator.http_url().await);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = reqwest::get(&url).await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator was not ready within 60 s: {}",
+            operator.log_path().display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Creates `names` as FlowRuns of `flow`: `concurrency` at a time, or paced at `rate` per
+/// second. Returns when each create request was sent.
+async fn create(
+    api: &Api<FlowRun>,
+    names: &[String],
+    flow: &str,
+    concurrency: usize,
+    rate: Option<f64>,
+) -> HashMap<String, Instant> {
+    let start = tokio::time::Instant::now();
+    futures::stream::iter(names.iter().enumerate())
+        .map(|(i, name)| async move {
+            if let Some(rate) = rate {
+                tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+            }
+            let sent = Instant::now();
+            let flowrun = FlowRun::new(name, FlowRunSpec::new(flow));
+            let mut tries = 0;
+            while let Err(error) = api.create(&PostParams::default(), &flowrun).await {
+                tries += 1;
+                assert!(tries < 20, "failed to create FlowRun {name}: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (name.clone(), sent)
+        })
+        .buffer_unordered(if rate.is_some() { 512 } else { concurrency })
+        .collect()
+        .await
+}
+
+/// The first moment a watch saw each FlowRun satisfy `done`, recorded by a background watch.
+struct Seen {
+    at: Arc<Mutex<HashMap<String, Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Seen {
+    /// Starts the watch and returns once its initial list is done.
+    async fn watch(api: Api<FlowRun>, done: fn(&FlowRun) -> bool) -> Self {
+        let at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let (ready, synced) = tokio::sync::oneshot::channel();
+        let task = {
+            let at = at.clone();
+            tokio::spawn(async move {
+                let mut ready = Some(ready);
+                let mut stream =
+                    std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(watcher::Event::InitDone) => {
+                            if let Some(ready) = ready.take() {
+                                let _ = ready.send(());
+                            }
+                        }
+                        Ok(watcher::Event::Apply(flowrun) | watcher::Event::InitApply(flowrun))
+                            if done(&flowrun) =>
+                        {
+                            let now = Instant::now();
+                            at.lock()
+                                .expect("lock")
+                                .entry(flowrun.name_any())
+                                .or_insert(now);
+                        }
+                        _ => {}
+                    }
+                }
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(60), synced)
+            .await
+            .expect("the watch did not sync within 60 s")
+            .expect("the watch task ended");
+        Seen { at, task }
+    }
+
+    fn count(&self) -> usize {
+        self.at.lock().expect("lock").len()
+    }
+
+    /// Waits (bounded) until `count` FlowRuns were seen.
+    async fn wait_for(&self, count: usize, within: Duration, operator: &Operator) {
+        let deadline = Instant::now() + within;
+        while self.count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} FlowRuns got there within {within:?}; operator log: {}",
+                self.count(),
+                operator.log_path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn take(self) -> HashMap<String, Instant> {
+        self.task.abort();
+        std::mem::take(&mut *self.at.lock().expect("lock"))
+    }
+}
+
+fn has_execution(flowrun: &FlowRun) -> bool {
+    flowrun
+        .status
+        .as_ref()
+        .is_some_and(|status| status.execution_id.is_some())
+}
+
+fn finished(flowrun: &FlowRun) -> bool {
+    flowrun.phase() == Phase::Succeeded && flowrun.finalizers().is_empty()
+}
+
+/// Raw limit: `patches` server-side applies of a realistic status, `CONCURRENCY` at a time,
+/// round-robin over 256 FlowRuns no operator watches. Every patch changes the message, so each
+/// is a real write to etcd.
+async fn raw_limit(client: &Client, patches: usize) -> f64 {
+    let namespace = unique_namespace(client, "bench-raw").await;
+    let api: Api<FlowRun> = Api::namespaced(client.clone(), &namespace);
+    let targets = names("raw", 256);
+    create(&api, &targets, "bench", 64, None).await;
+    let now = jiff::Timestamp::now().to_string();
+    let status = |i: usize| {
+        let condition = |type_: &str, status: &str| {
+            json!({"type": type_, "status": status, "reason": "Running", "message": format!("patch {i}"),
+                   "lastTransitionTime": now, "observedGeneration": 1})
+        };
+        json!({
+            "apiVersion": "appflow.flowrun.dev/v1alpha1", "kind": "FlowRun",
+            "status": {
+                "phase": "Running", "clientToken": "8f0c8a8e-0000-4000-8000-000000000000",
+                "executionId": "5b0e8a4e-4b7e-4a53-9c1e-0d1f6f9a2c11", "region": "us-east-1",
+                "flowArn": "arn:aws:appflow:us-east-1:123456789012:flow/bench", "flowStatus": "Active",
+                "startTime": now, "startAttempts": 0, "message": format!("patch {i}"), "observedGeneration": 1,
+                "conditions": [condition("Ready", "False"), condition("Reconciling", "True"), condition("Stalled", "False")],
+            }
+        })
+    };
+    let params = PatchParams::apply("flowrun-bench").force();
+    let started = Instant::now();
+    let failures = futures::stream::iter(0..patches)
+        .map(|i| {
+            let (api, params, name, patch) =
+                (&api, &params, &targets[i % targets.len()], status(i));
+            async move {
+                api.patch_status(name, params, &Patch::Apply(&patch))
+                    .await
+                    .is_err()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(failures, 0, "raw status patches failed");
+    patches as f64 / elapsed
+}
+
+struct BurstResult {
+    rate: f64,
+    p50: Duration,
+    p95: Duration,
+    p99: Duration,
+    max: Duration,
+    start_calls: u64,
+    cpu_seconds: f64,
+    apiserver_cpu_seconds: f64,
+    etcd_cpu_seconds: f64,
+}
+
+async fn burst(n: usize, pace: Option<f64>, latency: Option<Duration>, label: &str) -> BurstResult {
+    let world = World::new(&format!("bench-{label}"), FLOWS).await;
+    if let Some(latency) = latency {
+        world
+            .appflow
+            .set_faults(&[Fault::latency("*", latency)])
+            .await;
+    }
+    let operator = start_operator(&world);
+    wait_ready(&operator).await;
+    let seen = Seen::watch(world.flowruns.clone(), has_execution).await;
+    let cpu_before = operator.footprint().expect("operator runs").2;
+    let (apiserver_before, etcd_before) = (component_cpu("apiserver"), component_cpu("etcd"));
+    let first = Instant::now();
+    let sent = create(&world.flowruns, &names("run", n), "bench", 64, pace).await;
+    seen.wait_for(n, Duration::from_secs(900), &operator).await;
+    let cpu_seconds = operator.footprint().expect("operator runs").2 - cpu_before;
+    let apiserver_cpu_seconds = component_cpu("apiserver") - apiserver_before;
+    let etcd_cpu_seconds = component_cpu("etcd") - etcd_before;
+    let seen = seen.take();
+    let last = seen.values().max().copied().unwrap_or(first);
+    let mut latencies: Vec<Duration> = sent
+        .iter()
+        .map(|(name, sent)| {
+            seen.get(name)
+                .map_or(Duration::MAX, |at| at.saturating_duration_since(*sent))
+        })
+        .collect();
+    latencies.sort();
+    let quantile = |q: f64| {
+        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    let stats = world.appflow.stats().await;
+    BurstResult {
+        rate: n as f64 / last.duration_since(first).as_secs_f64(),
+        p50: quantile(0.50),
+        p95: quantile(0.95),
+        p99: quantile(0.99),
+        max: quantile(1.0),
+        start_calls: stats.calls("StartFlow"),
+        cpu_seconds,
+        apiserver_cpu_seconds,
+        etcd_cpu_seconds,
+    }
+}
+
+/// Counts the audit log's requests in `namespace` by user, verb and resource (with
+/// subresource). Needs the cluster started with `FLOWRUN_AUDIT=1`.
+fn audit_counts(namespace: &str) -> Option<BTreeMap<(String, String, String), u64>> {
+    let dir = cluster().kubeconfig.parent()?.to_path_buf();
+    let text = std::fs::read_to_string(dir.join("audit.log")).ok()?;
+    let needle = format!("\"namespace\":\"{namespace}\"");
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|line| line.contains(&needle)) {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let user = event["user"]["username"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let verb = event["verb"].as_str().unwrap_or_default().to_owned();
+        let object = &event["objectRef"];
+        let mut resource = object["resource"].as_str().unwrap_or_default().to_owned();
+        if let Some(subresource) = object["subresource"].as_str() {
+            resource = format!("{resource}/{subresource}");
+        }
+        *counts.entry((user, verb, resource)).or_insert(0) += 1;
+    }
+    Some(counts)
+}
+
+const WRITE_VERBS: [&str; 4] = ["create", "update", "patch", "delete"];
+
+async fn economy(n: usize, table: &mut Table) {
+    let world = World::new("bench-economy", FLOWS).await;
+    let operator = start_operator(&world);
+    wait_ready(&operator).await;
+    let seen = Seen::watch(world.flowruns.clone(), finished).await;
+    create(&world.flowruns, &names("life", n), "life", 32, None).await;
+    seen.wait_for(n, Duration::from_secs(600), &operator).await;
+    seen.take();
+    // Let the last events and audit entries land: the operator goes quiet once all are done.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = world.appflow.stats().await;
+    table.add(
+        format!("Economy ({n} full lifecycles): StartFlow calls per FlowRun"),
+        format!("{:.2}", stats.calls("StartFlow") as f64 / n as f64),
+        "exactly 1.00",
+    );
+    let Some(counts) = audit_counts(&world.namespace) else {
+        table.add(
+            "Economy: API server writes per FlowRun",
+            "no audit log",
+            "run via hack/bench.sh (FLOWRUN_AUDIT=1)",
+        );
+        return;
+    };
+    let per_run = |resource: &str| {
+        counts
+            .iter()
+            .filter(|((user, verb, res), _)| {
+                user == "flowrun-operator"
+                    && res == resource
+                    && WRITE_VERBS.contains(&verb.as_str())
+            })
+            .map(|(_, count)| *count)
+            .sum::<u64>() as f64
+            / n as f64
+    };
+    let (metadata, status, events) = (
+        per_run("flowruns"),
+        per_run("flowruns/status"),
+        per_run("events"),
+    );
+    table.add(
+        "Economy: FlowRun writes per FlowRun (metadata + status)",
+        format!("{:.2} ({metadata:.2} + {status:.2})", metadata + status),
+        "<= 4",
+    );
+    table.add(
+        "Economy: event writes per FlowRun",
+        format!("{events:.2}"),
+        "",
+    );
+    table.add(
+        "Economy: all operator writes per FlowRun",
+        format!("{:.2}", metadata + status + events),
+        "<= 4",
+    );
+    let reads: u64 = counts
+        .iter()
+        .filter(|((user, verb, _), _)| {
+            user == "flowrun-operator" && !WRITE_VERBS.contains(&verb.as_str())
+        })
+        .map(|(_, count)| *count)
+        .sum();
+    table.add(
+        "Economy: operator reads (get/list/watch) in the namespace",
+        format!("{reads}"),
+        "context",
+    );
+    println!("  audit counts: {counts:?}");
+}
+
+async fn describe(per_flow: usize, one: usize, window: Duration, table: &mut Table) {
+    let world = World::new("bench-describe", FLOWS).await;
+    let operator = start_operator(&world);
+    wait_ready(&operator).await;
+    let seen = Seen::watch(world.flowruns.clone(), has_execution).await;
+    let flows = ["f0", "f1", "f2", "f3"];
+    for flow in flows {
+        create(&world.flowruns, &names(flow, per_flow), flow, 32, None).await;
+    }
+    create(&world.flowruns, &names("one", one), "one", 32, None).await;
+    seen.wait_for(
+        flows.len() * per_flow + one,
+        Duration::from_secs(300),
+        &operator,
+    )
+    .await;
+    seen.take();
+    // Past the first reads and InProgress writes.
+    tokio::time::sleep(TICK * 2).await;
+    let from = epoch_seconds();
+    tokio::time::sleep(window).await;
+    let to = epoch_seconds();
+    let requests = world.appflow.requests().await;
+    let calls = |flow: &str| {
+        requests
+            .iter()
+            .filter(|r| {
+                r.operation == "DescribeFlowExecutionRecords"
+                    && r.flow_name.as_deref() == Some(flow)
+                    && (from..to).contains(&r.time)
+            })
+            .count() as f64
+    };
+    let ticks = (to - from) / TICK.as_secs_f64();
+    let few: f64 = flows.iter().map(|flow| calls(flow)).sum::<f64>() / flows.len() as f64 / ticks;
+    table.add(
+        format!("Describe calls per 5 s tick per flow ({per_flow} active runs per flow, 4 flows)"),
+        format!("{few:.2}"),
+        "1",
+    );
+    table.add(
+        format!("Describe calls per 5 s tick, one flow with {one} active runs"),
+        format!("{:.2}", calls("one") / ticks),
+        "1 read; pages of 100 records",
+    );
+}
+
+fn epoch_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64())
+}
+
+/// `(RSS KiB, peak KiB, CPU seconds)` of the cluster's `apiserver` or `etcd`.
+fn component(name: &str) -> Option<(u64, u64, f64)> {
+    let dir: PathBuf = cluster().kubeconfig.parent()?.to_path_buf();
+    let pid: u32 = std::fs::read_to_string(dir.join(format!("{name}.pid")))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    process_footprint(pid)
+}
+
+fn component_rss_mib(name: &str) -> Option<f64> {
+    component(name).map(|(rss, _, _)| rss as f64 / 1024.0)
+}
+
+fn component_cpu(name: &str) -> f64 {
+    component(name).map_or(0.0, |(_, _, cpu)| cpu)
+}
+
+async fn footprint(n: usize, table: &mut Table) {
+    let world = World::new("bench-footprint", FLOWS).await;
+    let operator = start_operator(&world);
+    wait_ready(&operator).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (idle, _, cpu_before) = operator.footprint().expect("operator runs");
+    table.add(
+        "Operator RSS, idle (watch synced, no FlowRuns)",
+        format!("{:.1} MiB", idle as f64 / 1024.0),
+        "",
+    );
+    let seen = Seen::watch(world.flowruns.clone(), finished).await;
+    let started = Instant::now();
+    create(&world.flowruns, &names("life", n), "life", 64, None).await;
+    seen.wait_for(n, Duration::from_secs(1800), &operator).await;
+    let elapsed = started.elapsed();
+    seen.take();
+    let (_, _, cpu_after) = operator.footprint().expect("operator runs");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (rss, peak, _) = operator.footprint().expect("operator runs");
+    table.add(
+        format!("Operator RSS with {n} FlowRuns (all finished) / peak"),
+        format!(
+            "{:.1} / {:.1} MiB",
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0
+        ),
+        "<= 64 MiB",
+    );
+    table.add(
+        format!(
+            "Operator CPU s per 1,000 full lifecycles ({n} in {:.0} s)",
+            elapsed.as_secs_f64()
+        ),
+        format!("{:.1}", (cpu_after - cpu_before) * 1000.0 / n as f64),
+        "",
+    );
+    table.add(
+        "API server / etcd RSS at the end (all scenarios' objects)",
+        format!(
+            "{:.0} / {:.0} MiB",
+            component_rss_mib("apiserver").unwrap_or_default(),
+            component_rss_mib("etcd").unwrap_or_default()
+        ),
+        "context",
+    );
+}

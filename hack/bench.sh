@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The benchmark: the operator (release build) on a fresh local API server (with an audit log)
+# and the local AppFlow endpoint, measured from the outside. Prints a table and writes it to
+# target/bench/results.md. Not part of the test command; docs/performance.md has the figures.
+#
+# Usage: hack/bench.sh [--quick] [--only raw,burst,paced,latency,economy,describe,footprint]
+#   --quick   small sizes (about 3 minutes instead of about 15 minutes on 2 cores)
+# Environment:
+#   FLOWRUN_BENCH_CLUSTER_DIR  the benchmark cluster's state (default <cache>/bench-cluster);
+#                              deleted before and after the run, so runs do not pile up objects
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$FLOWRUN_HACK_DIR/.."
+
+need cargo
+export FLOWRUN_CLUSTER_DIR=${FLOWRUN_BENCH_CLUSTER_DIR:-$FLOWRUN_CACHE/bench-cluster}
+export FLOWRUN_AUDIT=1 # the economy scenario counts the operator's writes in the audit log
+
+log "==> building the benchmark and the operator (release)"
+cargo bench --locked --bench flowrun-bench --no-run
+
+log "==> a fresh API server in $FLOWRUN_CLUSTER_DIR"
+"$FLOWRUN_HACK_DIR/cluster.sh" clean 2>/dev/null || true
+"$FLOWRUN_HACK_DIR/cluster.sh" up >/dev/null
+trap '"$FLOWRUN_HACK_DIR/cluster.sh" clean 2>/dev/null || true' EXIT
+
+log "==> running (every wait is bounded; the run stops by itself)"
+cargo bench --locked --bench flowrun-bench -- "$@"

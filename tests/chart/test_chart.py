@@ -1,0 +1,357 @@
+"""The Helm chart, rendered by the real Helm engine (helm-python-sdk) and checked against the
+Kubernetes JSON schemas (kubernetes-validate, strict) of the oldest and newest supported
+Kubernetes minors. Run with `hack/chart.sh test`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from render import CHART, merge, render
+
+REPO = CHART.parents[1]
+RELEASE = "flowrun-operator"
+NAMESPACE = "flowrun-system"
+# The oldest minor the operator supports (k8s-openapi's v1_33) and the newest schemas bundled.
+KUBE_VERSIONS = ["1.33.0", "1.37.0"]
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+STANDARD_LABELS = [
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+    "helm.sh/chart",
+]
+
+# Non-default values, each rendered, linted and validated like the defaults.
+MATRIX: dict[str, dict] = {
+    "defaults": {},
+    "one-replica": {"replicaCount": 1},
+    "namespace-scoped": {"controller": {"watchNamespaces": ["team-a", "team-b"]}},
+    "no-leader-election": {"replicaCount": 1, "leaderElection": {"enabled": False}},
+    "aws": {
+        "aws": {"region": "eu-west-1"},
+        "controller": {"defaultRegion": "eu-central-1"},
+        "serviceAccount": {
+            "annotations": {
+                "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/flowrun-operator"
+            }
+        },
+    },
+    "monitoring": {
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}
+    },
+    "existing-service-account": {
+        "serviceAccount": {"create": False, "name": "ops-robot"},
+        "rbac": {"create": False},
+    },
+    "everything-else": {
+        "replicaCount": 3,
+        "fullnameOverride": "appflow",
+        "image": {"digest": "sha256:" + "ab" * 32, "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "registry"}],
+        "controller": {
+            "concurrency": 4,
+            "startRateLimit": 5,
+            "awsTimeout": "1m",
+            "notFoundGrace": "1h30m",
+            "retryInitialDelay": "500ms",
+            "retryMaxDelay": "10m",
+            "pollInitialInterval": "10s",
+            "pollMaxInterval": "5m",
+            "logFormat": "text",
+            "logLevel": "info,flowrun_operator=debug",
+        },
+        "leaderElection": {
+            "leaseName": "appflow-leader",
+            "leaseDuration": "30s",
+            "renewDeadline": "20s",
+            "retryPeriod": "4s",
+        },
+        "extraArgs": ["--log-level=debug"],
+        "extraEnv": [{"name": "AWS_MAX_ATTEMPTS", "value": "5"}],
+        "metrics": {"port": 9090, "bindAddress": "::", "service": {"annotations": {"a": "b"}}},
+        "podDisruptionBudget": {"minAvailable": "50%"},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        "terminationGracePeriodSeconds": 60,
+        "podAnnotations": {"example.com/team": "data"},
+        "podLabels": {"team": "data"},
+        "priorityClassName": "system-cluster-critical",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "flowrun-operator"}},
+                        },
+                    }
+                ]
+            }
+        },
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "flowrun-operator"}},
+            }
+        ],
+    },
+}
+
+
+def objects(values: dict | None = None) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(render(values or {}, name=RELEASE, namespace=NAMESPACE)) if doc]
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def deployment(values: dict | None = None) -> dict:
+    [found] = of_kind(objects(values), "Deployment")
+    return found
+
+
+def container_env(values: dict | None = None) -> dict[str, str]:
+    [container] = deployment(values)["spec"]["template"]["spec"]["containers"]
+    return {var["name"]: var.get("value") for var in container["env"]}
+
+
+@pytest.mark.parametrize("case", MATRIX)
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_chart_passes_helm_lint(case: str, kube_version: str) -> None:
+    report = helm.lint(CHART, MATRIX[case], strict=True, namespace=NAMESPACE, kube_version=f"v{kube_version}")
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("case", MATRIX)
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_every_rendered_object_is_valid_kubernetes(case: str, kube_version: str) -> None:
+    docs = objects(MATRIX[case])
+    assert docs
+    for doc in docs:
+        if doc["kind"] == "ServiceMonitor":
+            # Not a built-in kind: no schema in kubernetes-validate; checked in its own test.
+            continue
+        kubernetes_validate.validate(doc, kube_version, strict=True)
+
+
+def test_the_crds_are_valid() -> None:
+    with helm.Chart.load(CHART) as chart:
+        crds = [doc for crd in chart.crds for doc in yaml.safe_load_all(crd["data"]) if doc]
+    assert {crd["metadata"]["name"] for crd in crds} >= {"flowruns.appflow.flowrun.dev"}
+    for crd in crds:
+        assert crd["kind"] == "CustomResourceDefinition"
+        for kube_version in KUBE_VERSIONS:
+            kubernetes_validate.validate(crd, kube_version, strict=True)
+
+
+@pytest.mark.parametrize("case", MATRIX)
+def test_every_object_has_the_standard_labels_and_the_release_namespace(case: str) -> None:
+    watched = MATRIX[case].get("controller", {}).get("watchNamespaces", [])
+    for doc in objects(MATRIX[case]):
+        name = f'{doc["kind"]}/{doc["metadata"]["name"]}'
+        labels = doc["metadata"].get("labels", {})
+        assert [label for label in STANDARD_LABELS if label not in labels] == [], name
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        namespace = doc["metadata"].get("namespace")
+        if doc["kind"] in CLUSTER_SCOPED:
+            assert namespace is None, name
+        elif doc["kind"] in {"Role", "RoleBinding"} and namespace in watched:
+            assert doc["metadata"]["name"] in {RELEASE, f"{RELEASE}-tenant"}, name
+        else:
+            assert namespace == NAMESPACE, name
+
+
+def test_the_pod_is_hardened() -> None:
+    pod = deployment()["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # The API token: not automounted, projected into this one container, short-lived.
+    assert pod["automountServiceAccountToken"] is False
+    [account] = of_kind(objects(), "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    [volume] = pod["volumes"]
+    [token] = [s["serviceAccountToken"] for s in volume["projected"]["sources"] if "serviceAccountToken" in s]
+    assert token["expirationSeconds"] <= 3607
+    assert container["volumeMounts"] == [
+        {"name": volume["name"], "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True}
+    ]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_values_reach_the_operator_as_its_flags() -> None:
+    env = container_env()
+    assert env["FLOWRUN_LEADER_ELECTION"] == "true"
+    assert env["FLOWRUN_LEADER_ELECTION_LEASE_NAME"] == RELEASE
+    assert env["FLOWRUN_METRICS_ADDRESS"] == "0.0.0.0:8080"
+    assert env["FLOWRUN_LOG_FORMAT"] == "json"
+    assert "FLOWRUN_WATCH_NAMESPACES" not in env and "AWS_REGION" not in env
+
+    env = container_env(MATRIX["everything-else"])
+    assert env["FLOWRUN_METRICS_ADDRESS"] == "[::]:9090"
+    assert env["FLOWRUN_NOT_FOUND_GRACE"] == "1h30m"
+    assert env["FLOWRUN_LEADER_ELECTION_LEASE_NAME"] == "appflow-leader"
+    assert env["AWS_MAX_ATTEMPTS"] == "5"
+    assert container_env(MATRIX["namespace-scoped"])["FLOWRUN_WATCH_NAMESPACES"] == "team-a,team-b"
+    assert container_env(MATRIX["aws"])["AWS_REGION"] == "eu-west-1"
+    assert container_env(MATRIX["no-leader-election"])["FLOWRUN_LEADER_ELECTION"] == "false"
+    assert deployment(MATRIX["everything-else"])["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "ghcr.io/flowrun-dev/flowrun-operator@sha256:" + "ab" * 32
+    )
+
+
+def rules_by_role(docs: list[dict]) -> dict[tuple[str, str | None, str], list[dict]]:
+    return {
+        (doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]): doc["rules"]
+        for doc in docs
+        if doc["kind"] in {"Role", "ClusterRole"}
+    }
+
+
+def test_rbac_has_no_wildcards_and_leases_only_in_the_release_namespace() -> None:
+    for case in MATRIX:
+        for (kind, namespace, _), rules in rules_by_role(objects(MATRIX[case])).items():
+            for rule in rules:
+                for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                    assert "*" not in rule.get(field, []), (case, rule)
+                if "leases" in rule["resources"]:
+                    assert (kind, namespace) == ("Role", NAMESPACE), (case, rule)
+
+
+def test_cluster_wide_install_uses_one_cluster_role() -> None:
+    docs = objects()
+    roles = rules_by_role(docs)
+    assert set(roles) == {
+        ("ClusterRole", None, RELEASE),
+        ("ClusterRole", None, f"{RELEASE}-tenant"),  # bound by admins, not to the operator
+        ("Role", NAMESPACE, f"{RELEASE}-leader-election"),
+    }
+    [binding] = of_kind(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
+
+
+def test_namespace_scoped_install_grants_nothing_cluster_wide() -> None:
+    docs = objects(MATRIX["namespace-scoped"])
+    assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
+    assert set(rules_by_role(docs)) == {
+        ("Role", "team-a", RELEASE),
+        ("Role", "team-b", RELEASE),
+        ("Role", "team-a", f"{RELEASE}-tenant"),
+        ("Role", "team-b", f"{RELEASE}-tenant"),
+        ("Role", NAMESPACE, f"{RELEASE}-leader-election"),
+    }
+    for binding in of_kind(docs, "RoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
+
+
+def test_without_leader_election_there_is_no_lease_permission() -> None:
+    for rules in rules_by_role(objects(MATRIX["no-leader-election"])).values():
+        assert all("leases" not in rule["resources"] for rule in rules)
+
+
+def test_disruption_budget_only_with_more_than_one_replica() -> None:
+    assert of_kind(objects(), "PodDisruptionBudget")[0]["spec"]["minAvailable"] == 1
+    assert of_kind(objects(MATRIX["one-replica"]), "PodDisruptionBudget") == []
+    assert of_kind(objects({"podDisruptionBudget": {"enabled": False}}), "PodDisruptionBudget") == []
+
+
+def test_service_monitor_is_optional_and_scrapes_the_metrics_service() -> None:
+    assert of_kind(objects(), "ServiceMonitor") == []
+    docs = objects(MATRIX["monitoring"])
+    [monitor] = of_kind(docs, "ServiceMonitor")
+    [service] = of_kind(docs, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    with pytest.raises(helm.HelmError, match="needs metrics.service.enabled"):
+        objects(merge(MATRIX["monitoring"], {"metrics": {"service": {"enabled": False}}}))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+        ({"replicaCount": "two"}, "at '/replicaCount': got string, want integer"),
+        ({"controller": {"logFormat": "xml"}}, "at '/controller/logFormat': value must be one of 'json', 'text'"),
+        ({"controller": {"awsTimeout": "soon"}}, "at '/controller/awsTimeout': 'soon' does not match pattern"),
+        ({"controller": {"concurrency": 0}}, "at '/controller/concurrency': minimum: got 0, want 1"),
+        ({"controller": {"watchNamespaces": ["Team_A"]}}, "at '/controller/watchNamespaces/0'"),
+        ({"controller": {"watchNamespace": ["team-a"]}}, "additional properties 'watchNamespace' not allowed"),
+        ({"aws": {"region": "Ireland"}}, "at '/aws/region': 'Ireland' does not match pattern"),
+        ({"leaderElection": {"enabled": "yes"}}, "at '/leaderElection/enabled': got string, want boolean"),
+        ({"leaderElection": {"leaseDuration": "1500ms"}}, "at '/leaderElection/leaseDuration'"),
+        ({"metrics": {"port": 70000}}, "at '/metrics/port': maximum: got 70,000, want 65,535"),
+        ({"image": {"digest": "latest"}}, "at '/image/digest': 'latest' does not match pattern"),
+        ({"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": 12}}}, "got number, want string"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message_naming_them(values: dict, message: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as refused:
+        render(values)
+    assert message in str(refused.value), str(refused.value)
+
+
+def test_default_image_is_the_one_the_dockerfile_builds() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    cargo = tomllib.loads((REPO / "Cargo.toml").read_text())
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert chart["appVersion"] == cargo["package"]["version"], "Chart.yaml appVersion != Cargo.toml version"
+    assert values["image"]["tag"] == "", "the default tag must follow appVersion"
+    assert f'{values["image"]["repository"]}:{chart["appVersion"]}' in dockerfile, "docker build -t in the Dockerfile"
+    final_stage = dockerfile.rsplit("\nFROM ", 1)[1]
+    user = re.search(r"^USER (\d+):(\d+)$", final_stage, re.M)
+    assert user and int(user[1]) == values["podSecurityContext"]["runAsUser"] == int(user[2])
+    assert re.search(rf"^EXPOSE {values['metrics']['port']}$", final_stage, re.M)
+    assert ":nonroot" in final_stage.splitlines()[0]
+    assert 'ENTRYPOINT ["/usr/local/bin/flowrun-operator"]' in final_stage
+
+
+def test_notes_say_how_to_check_and_use_the_install() -> None:
+    with helm.Chart.load(CHART) as chart:
+        notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)["flowrun-operator/templates/NOTES.txt"]
+    assert f"rollout status deployment/{RELEASE}" in notes
+    assert "kind: FlowRun" in notes
+    assert "IRSA" in notes and "EKS Pod Identity" in notes
+
+
+def test_tenant_role_reads_but_never_writes_policies() -> None:
+    for values, kind in [({}, "ClusterRole"), (MATRIX["namespace-scoped"], "Role")]:
+        tenant = [role for role in of_kind(objects(values), kind) if role["metadata"]["name"] == f"{RELEASE}-tenant"]
+        assert tenant, kind
+        for role in tenant:
+            policy_verbs = {verb for rule in role["rules"] if "flowrunpolicies" in rule["resources"] for verb in rule["verbs"]}
+            assert policy_verbs == {"get", "list", "watch"}
+    assert not [role for role in of_kind(objects({"rbac": {"tenantRole": False}}), "ClusterRole") if role["metadata"]["name"].endswith("-tenant")]
