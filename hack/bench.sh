@@ -9,7 +9,7 @@
 #   FLOWRUN_BENCH_CLUSTER_DIR  the benchmark cluster's state (default <cache>/bench-cluster);
 #                              deleted before and after the run, so runs do not pile up objects
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$FLOWRUN_HACK_DIR/.."
 
