@@ -35,16 +35,7 @@ pub struct World {
 
 impl World {
     pub async fn new(prefix: &str, flows_yaml: &str) -> Self {
-        let client = client().await;
-        install_crd(&client, &FlowRun::crd()).await;
-        install_crd(&client, &FlowRunPolicy::crd()).await;
-        let namespace = unique_namespace(&client, prefix).await;
-        World {
-            flowruns: Api::namespaced(client.clone(), &namespace),
-            client,
-            namespace,
-            appflow: LocalAppFlow::start(flows_yaml),
-        }
+        Self::new_in(client().await, prefix, flows_yaml).await
     }
 
     /// An operator for this world's namespace and endpoint.
