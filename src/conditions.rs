@@ -12,8 +12,6 @@ pub const STALLED: &str = "Stalled";
 /// transition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
-    /// StartFlow is about to be called.
-    Starting,
     /// AppFlow accepted the run and it is in progress.
     Running,
     /// A scheduled or event-triggered flow was activated.
@@ -34,7 +32,8 @@ pub enum Reason {
     AppFlowUnavailable,
     /// The StartFlow outcome is unknown and AppFlow no longer honours the idempotency token.
     StartOutcomeUnknown,
-    /// The FlowRun cannot be read (e.g. written under an older schema); it is skipped.
+    /// The FlowRun cannot be read (e.g. written under an older schema; it is skipped), or its
+    /// status or start record was edited by hand into something the operator cannot act on.
     InvalidObject,
     /// No FlowRunPolicy of the namespace allows the flow in the region.
     NotPermitted,
@@ -58,7 +57,6 @@ pub enum Reason {
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Starting => "Starting",
             Reason::Running => "Running",
             Reason::Activated => "Activated",
             Reason::FlowNotFound => "FlowNotFound",
@@ -144,7 +142,7 @@ mod tests {
     fn unchanged_status_keeps_its_transition_time_while_reason_and_message_update() {
         let first = merge(
             &[],
-            &[desired(READY, false, Reason::Starting)],
+            &[desired(READY, false, Reason::Throttled)],
             Some(1),
             &time(100),
         );
@@ -165,7 +163,7 @@ mod tests {
     fn changed_status_takes_the_new_transition_time() {
         let first = merge(
             &[],
-            &[desired(READY, false, Reason::Starting)],
+            &[desired(READY, false, Reason::Throttled)],
             Some(1),
             &time(100),
         );
@@ -186,15 +184,15 @@ mod tests {
         let first = merge(
             &[],
             &[
-                desired(STALLED, false, Reason::Starting),
-                desired(READY, false, Reason::Starting),
+                desired(STALLED, false, Reason::Throttled),
+                desired(READY, false, Reason::Throttled),
             ],
             Some(1),
             &time(100),
         );
         let second = merge(
             &first,
-            &[desired(RECONCILING, true, Reason::Starting)],
+            &[desired(RECONCILING, true, Reason::Throttled)],
             Some(1),
             &time(200),
         );

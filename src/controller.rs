@@ -1,6 +1,7 @@
 //! Watch and reconcile. Each reconcile reads as the pipeline: observe -> decide -> act -> report.
 //! Lines that touch the network: `act` (AppFlow) and `report` (Kubernetes).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -122,8 +123,11 @@ impl<A: AppFlow> Context<A> {
         false
     }
 
-    fn remember_write(&self, uid: &str, resource_version: Option<String>) {
-        if let Some(version) = resource_version.and_then(|version| version.parse().ok()) {
+    fn remember_write(&self, uid: &str, written: Option<&FlowRun>) {
+        if let Some(version) = written
+            .and_then(|written| written.resource_version())
+            .and_then(|version| version.parse().ok())
+        {
             self.written
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -203,33 +207,42 @@ async fn reconcile<A: AppFlow>(
     }
     let api: Api<FlowRun> =
         Api::namespaced(ctx.client.clone(), &flowrun.namespace().unwrap_or_default());
+    let mut flowrun = Cow::Borrowed(flowrun);
+    loop {
+        // Observe.
+        let observed = observe(&ctx, &flowrun);
+        // Decide.
+        let (transition, action) = match decide::decide(&flowrun, &observed, &ctx.policy) {
+            Decision::Wait(requeue) => return Ok(wait(&ctx, &uid, requeue)),
+            Decision::Report(transition) => (*transition, "Reconcile"),
+            Decision::Call(call) => {
+                // Act.
+                let result = call_appflow(&ctx, &flowrun, &call).await;
+                let observed = observe(&ctx, &flowrun);
+                match decide::after(&flowrun, &observed, &ctx.policy, &call, result) {
+                    Decision::Report(transition) => (*transition, call_name(&call)),
+                    Decision::Wait(requeue) => return Ok(wait(&ctx, &uid, requeue)),
+                    Decision::Call(next) => unreachable!("after() never calls again: {next:?}"),
+                }
+            }
+        };
 
-    // Observe.
-    let observed = observe(&ctx, flowrun);
-    // Decide.
-    let (transition, action) = match decide::decide(flowrun, &observed, &ctx.policy) {
-        Decision::Wait(requeue) => return Ok(wait(&ctx, &uid, requeue)),
-        Decision::Report(transition) => (*transition, "Reconcile"),
-        Decision::Call(call) => {
-            // Act.
-            let result = call_appflow(&ctx, flowrun, &call).await;
-            match decide::after(flowrun, &observe(&ctx, flowrun), &ctx.policy, &call, result) {
-                Decision::Report(transition) => (*transition, call_name(&call)),
-                Decision::Wait(requeue) => return Ok(wait(&ctx, &uid, requeue)),
-                Decision::Call(next) => unreachable!("after() never calls again: {next:?}"),
+        // Report.
+        let written = report::apply(&api, &ctx.recorder, &flowrun, &transition, action).await?;
+        ctx.remember_write(&uid, written.as_ref());
+        ctx.telemetry
+            .record_transition(flowrun.status.as_ref(), transition.status.as_ref());
+        ctx.clear_failures(&uid);
+        match written {
+            // The write returned the newest FlowRun: no need to wait for the watch to see it.
+            Some(written) if transition.proceed => flowrun = Cow::Owned(written),
+            _ => {
+                return Ok(transition
+                    .requeue
+                    .map_or_else(Action::await_change, Action::requeue));
             }
         }
-    };
-
-    // Report.
-    let written = report::apply(&api, &ctx.recorder, flowrun, &transition, action).await?;
-    ctx.remember_write(&uid, written);
-    ctx.telemetry
-        .record_transition(flowrun.status.as_ref(), transition.status.as_ref());
-    ctx.clear_failures(&uid);
-    Ok(transition
-        .requeue
-        .map_or_else(Action::await_change, Action::requeue))
+    }
 }
 
 fn wait<A: AppFlow>(ctx: &Context<A>, uid: &str, requeue: Option<Duration>) -> Action {
@@ -245,7 +258,7 @@ async fn call_appflow<A: AppFlow>(
 ) -> CallResult {
     let key = object_key(flowrun);
     match call {
-        AppFlowCall::StartFlow(request) => {
+        AppFlowCall::StartFlow { request, .. } => {
             ctx.start_limiter.until_ready().await;
             let result = ctx.appflow.start_flow(request).await;
             match &result {
@@ -303,7 +316,7 @@ async fn call_appflow<A: AppFlow>(
 
 fn call_name(call: &AppFlowCall) -> &'static str {
     match call {
-        AppFlowCall::StartFlow(_) => "StartFlow",
+        AppFlowCall::StartFlow { .. } => "StartFlow",
         AppFlowCall::Track { .. } => "DescribeFlowExecutionRecords",
         AppFlowCall::Cancel { .. } => "CancelFlowExecutions",
     }

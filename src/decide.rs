@@ -25,6 +25,22 @@ pub const TOKEN_WINDOW: SignedDuration = SignedDuration::from_hours(8);
 pub const TOKEN_SAFETY_MARGIN: SignedDuration = SignedDuration::from_mins(30);
 /// Held by FlowRuns whose run is in progress, so that deleting one cancels its run first.
 pub const FINALIZER: &str = "appflow.flowrun.dev/cancel-on-delete";
+/// Holds a FlowRun's [`StartRecord`] as JSON.
+pub const START_ANNOTATION: &str = "appflow.flowrun.dev/start";
+
+/// What a run is bound to from its first StartFlow attempt on: written (with the finalizer)
+/// before that attempt, so that every retry, even after a crash, measures the token window from
+/// the same moment and goes to the same region as the same identity.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StartRecord {
+    /// The first attempt; AppFlow honours the token for 8 hours from it.
+    pub time: Timestamp,
+    // `None` only in a status written by hand or by an older version of the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+}
 
 /// The operator's rules, from its flags.
 #[derive(Clone, Debug)]
@@ -72,15 +88,19 @@ pub enum FinalizerChange {
 }
 
 /// What to write to Kubernetes, the event announcing it, and when to look again. Applied in
-/// this order: add the finalizer, write the status, remove the finalizer, delete the FlowRun.
+/// this order: metadata (start record, finalizer added), status, finalizer removed, deletion.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Transition {
+    /// The start record to write to the annotation (in the same write as an added finalizer).
+    pub start_record: Option<StartRecord>,
     /// The new status; `None` leaves it as it is.
     pub status: Option<FlowRunStatus>,
     pub finalizer: Option<FinalizerChange>,
     pub delete: bool,
     pub event: Option<EventNote>,
     pub requeue: Option<Duration>,
+    /// Decide again at once on the object the write returned, instead of waiting for the watch.
+    pub proceed: bool,
 }
 
 impl Transition {
@@ -111,7 +131,11 @@ pub enum CancelCause {
 /// A call to AppFlow the reconciler makes for the decision.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AppFlowCall {
-    StartFlow(StartFlowRequest),
+    StartFlow {
+        request: StartFlowRequest,
+        /// The status the answer is reported on: the start record, identity and policy.
+        status: Box<FlowRunStatus>,
+    },
     /// Find the run's record in its flow's history.
     Track {
         flow: FlowKey,
@@ -145,6 +169,9 @@ pub enum Decision {
     Call(AppFlowCall),
 }
 
+/// AppFlow's status of a run in progress.
+const IN_PROGRESS: &str = "InProgress";
+
 /// A safety net for a status write whose watch event never comes.
 const RECHECK_AFTER_WRITE: Duration = Duration::from_secs(30);
 
@@ -158,109 +185,23 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &Policy) -> Decisi
     }
     let status = flowrun.status.clone().unwrap_or_default();
     match flowrun.phase() {
-        Phase::Pending => {
-            let Some(region) = region(flowrun, policy) else {
-                return report(failed(
-                    flowrun,
-                    status,
-                    observed,
-                    Reason::InvalidRequest,
-                    "no AWS region: set spec.region or the operator's --default-region".into(),
-                ));
-            };
-            let policies: Vec<&FlowRunPolicy> = observed.policies.iter().map(Arc::as_ref).collect();
-            let grant = match tenancy::permit(
-                &policies,
-                &flowrun.namespace().unwrap_or_default(),
-                &flowrun.spec.flow_name,
-                &region,
-                policy.require_flowrun_policy,
-            ) {
-                Ok(grant) => grant,
-                // Refused before any AppFlow call; a later policy change does not revive it.
-                Err(message) => {
-                    return report(failed(
-                        flowrun,
-                        status,
-                        observed,
-                        Reason::NotPermitted,
-                        message,
-                    ));
-                }
-            };
-            let identity = grant
-                .role_arn
-                .unwrap_or_else(|| OPERATOR_IDENTITY.to_owned());
-            let message = format!(
-                "Starting flow {} in {region} as {identity}",
-                flowrun.spec.flow_name
-            );
-            let status = FlowRunStatus {
-                phase: Some(Phase::Starting),
-                client_token: Some(uid),
-                region: Some(region),
-                identity: Some(identity),
-                policy: grant.policy,
-                external_id: grant.external_id,
-                start_time: Some(Time(observed.now)),
-                start_attempts: Some(0),
-                message: Some(message.clone()),
-                ..status
-            };
-            let mut transition = progressing(flowrun, status, observed, Reason::Starting)
-                .with_event(EventType::Normal, Reason::Starting, message);
-            // Before the run can exist, so a delete at any later moment cancels it.
-            if flowrun.spec.cancel_on_delete {
-                transition.finalizer = Some(FinalizerChange::Add);
-            }
-            report(transition)
-        }
-        Phase::Starting => {
-            let first_attempt = first_attempt(flowrun);
-            if observed.now >= first_attempt + (TOKEN_WINDOW - TOKEN_SAFETY_MARGIN) {
-                return report(failed(
-                    flowrun,
-                    status,
-                    observed,
-                    Reason::StartOutcomeUnknown,
-                    format!(
-                        "StartFlow was first tried at {first_attempt} and its outcome is unknown; \
-                         AppFlow honours the idempotency token for 8 hours only, so it is not \
-                         retried. Check the run history of flow {} in AppFlow and create a new \
-                         FlowRun to run it again",
-                        flowrun.spec.flow_name
-                    ),
-                ));
-            }
-            if let Some(deadline) = deadline(flowrun)
-                && observed.now >= deadline
-            {
+        Phase::Pending | Phase::Starting => decide_start(flowrun, uid, status, observed, policy),
+        Phase::Running => {
+            let Some(execution_id) = status.execution_id.clone() else {
+                // The operator writes Running only with the execution id: edited by hand.
                 let message = format!(
-                    "flow {} could not be started within activeDeadlineSeconds; {}",
-                    flowrun.spec.flow_name,
-                    status.message.as_deref().unwrap_or_default()
+                    "status.phase is Running but status.executionId is empty, so there is no \
+                     run to follow; the status was edited by hand. Check the run history of \
+                     flow {} in AppFlow and create a new FlowRun to run it again",
+                    flowrun.spec.flow_name
                 );
                 return report(failed(
                     flowrun,
                     status,
                     observed,
-                    Reason::DeadlineExceeded,
+                    Reason::InvalidObject,
                     message,
                 ));
-            }
-            if let Some(MicroTime(next)) = status.next_attempt_time
-                && next > observed.now
-            {
-                return Decision::Wait(Some(until(observed.now, next)));
-            }
-            Decision::Call(AppFlowCall::StartFlow(StartFlowRequest {
-                flow: flow_key(flowrun, policy),
-                client_token: uid,
-            }))
-        }
-        Phase::Running => {
-            let Some(execution_id) = status.execution_id.clone() else {
-                return Decision::Wait(None);
             };
             let flow = flow_key(flowrun, policy);
             match deadline(flowrun) {
@@ -280,6 +221,187 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &Policy) -> Decisi
             decide_finished(flowrun, &status, observed)
         }
     }
+}
+
+/// A FlowRun not started yet. The first attempt is preceded by one metadata write that records
+/// what the run is bound to (the start record) and adds the finalizer; every later attempt,
+/// even by another operator process, reuses that record and the FlowRun's UID as token.
+fn decide_start(
+    flowrun: &FlowRun,
+    uid: String,
+    status: FlowRunStatus,
+    observed: &Observed,
+    policy: &Policy,
+) -> Decision {
+    let record = match start_record(flowrun) {
+        Ok(record) => record,
+        Err(message) => {
+            return report(failed(
+                flowrun,
+                status,
+                observed,
+                Reason::InvalidObject,
+                message,
+            ));
+        }
+    };
+    let Some(region) = record
+        .as_ref()
+        .and_then(|record| record.region.clone())
+        .or_else(|| region(flowrun, policy))
+    else {
+        return report(failed(
+            flowrun,
+            status,
+            observed,
+            Reason::InvalidRequest,
+            "no AWS region: set spec.region or the operator's --default-region".into(),
+        ));
+    };
+    // Checked before every attempt: a record never grants what the policies no longer do.
+    let policies: Vec<&FlowRunPolicy> = observed.policies.iter().map(Arc::as_ref).collect();
+    let namespace = flowrun.namespace().unwrap_or_default();
+    let grant = match tenancy::permit(
+        &policies,
+        &namespace,
+        &flowrun.spec.flow_name,
+        &region,
+        policy.require_flowrun_policy,
+    ) {
+        Ok(grant) => grant,
+        // Refused before any AppFlow call; a later policy change does not revive it.
+        Err(message) => {
+            return report(failed(
+                flowrun,
+                status,
+                observed,
+                Reason::NotPermitted,
+                message,
+            ));
+        }
+    };
+    let identity = grant
+        .role_arn
+        .clone()
+        .unwrap_or_else(|| OPERATOR_IDENTITY.to_owned());
+    let Some(record) = record else {
+        let record = StartRecord {
+            time: observed.now,
+            region: Some(region),
+            identity: Some(identity),
+        };
+        return report(Transition {
+            start_record: Some(record),
+            // Before the run can exist, so a delete at any later moment cancels it.
+            finalizer: flowrun
+                .spec
+                .cancel_on_delete
+                .then_some(FinalizerChange::Add),
+            proceed: true,
+            ..Transition::default()
+        });
+    };
+    // What a failure below leaves in the status, so nothing the record says is lost.
+    let status = FlowRunStatus {
+        client_token: Some(uid.clone()),
+        region: Some(region.clone()),
+        identity: Some(identity.clone()),
+        policy: grant.policy.clone(),
+        external_id: grant.external_id.clone(),
+        start_time: Some(Time(record.time)),
+        ..status
+    };
+    if let Some(recorded) = &record.identity
+        && *recorded != identity
+    {
+        return report(failed(
+            flowrun,
+            status,
+            observed,
+            Reason::NotPermitted,
+            format!(
+                "the FlowRunPolicies changed while flow {} was being started: the first \
+                 StartFlow attempt was made as {recorded}, and they now allow {identity}. \
+                 Retrying under another identity could start a second run, so the FlowRun is \
+                 not retried; check the flow's run history in AppFlow and create a new FlowRun \
+                 to run it again",
+                flowrun.spec.flow_name
+            ),
+        ));
+    }
+    if observed.now >= record.time + (TOKEN_WINDOW - TOKEN_SAFETY_MARGIN) {
+        return report(failed(
+            flowrun,
+            status,
+            observed,
+            Reason::StartOutcomeUnknown,
+            format!(
+                "StartFlow was first tried at {} and its outcome is unknown; AppFlow honours \
+                 the idempotency token for 8 hours only, so it is not retried. Check the run \
+                 history of flow {} in AppFlow and create a new FlowRun to run it again",
+                record.time, flowrun.spec.flow_name
+            ),
+        ));
+    }
+    if let Some(deadline) = deadline(flowrun)
+        && observed.now >= deadline
+    {
+        let message = format!(
+            "flow {} could not be started within activeDeadlineSeconds; {}",
+            flowrun.spec.flow_name,
+            status.message.as_deref().unwrap_or_default()
+        );
+        return report(failed(
+            flowrun,
+            status,
+            observed,
+            Reason::DeadlineExceeded,
+            message,
+        ));
+    }
+    if let Some(MicroTime(next)) = status.next_attempt_time
+        && next > observed.now
+    {
+        return Decision::Wait(Some(until(observed.now, next)));
+    }
+    let role = grant.role_arn.map(|role_arn| AssumedRole {
+        role_arn,
+        external_id: grant.external_id,
+        session_name: tenancy::session_name(&namespace),
+    });
+    Decision::Call(AppFlowCall::StartFlow {
+        request: StartFlowRequest {
+            flow: FlowKey {
+                region,
+                flow_name: flowrun.spec.flow_name.clone(),
+                role,
+            },
+            client_token: uid,
+        },
+        status: Box::new(status),
+    })
+}
+
+/// The start record: from the status once an attempt failed (phase Starting), else from the
+/// annotation written before the first attempt. An annotation that does not parse was edited
+/// by hand; guessing could start a second run, so it is an error.
+fn start_record(flowrun: &FlowRun) -> Result<Option<StartRecord>, String> {
+    if flowrun.phase() == Phase::Starting {
+        let status = flowrun.status.clone().unwrap_or_default();
+        return Ok(Some(StartRecord {
+            time: first_attempt(flowrun),
+            region: status.region,
+            identity: status.identity,
+        }));
+    }
+    annotated_start(flowrun).transpose().map_err(|error| {
+        format!(
+            "annotation {START_ANNOTATION} does not parse ({error}); the operator writes it \
+             before the first StartFlow attempt and it must not be edited. Check the run \
+             history of flow {} in AppFlow and create a new FlowRun to run it again",
+            flowrun.spec.flow_name
+        )
+    })
 }
 
 /// A FlowRun being deleted: cancel its run if it is in progress, then let it go.
@@ -346,9 +468,9 @@ pub fn after(
     result: CallResult,
 ) -> Decision {
     match (call, result) {
-        (AppFlowCall::StartFlow(_), CallResult::Started(result)) => {
-            report(after_start(flowrun, observed, policy, result))
-        }
+        (AppFlowCall::StartFlow { status, .. }, CallResult::Started(result)) => report(
+            after_start(flowrun, status.as_ref().clone(), observed, policy, result),
+        ),
         (AppFlowCall::Track { execution_id, .. }, CallResult::Tracked(result)) => {
             after_track(flowrun, observed, policy, execution_id, result)
         }
@@ -373,13 +495,14 @@ pub fn after(
 
 fn after_start(
     flowrun: &FlowRun,
+    status: FlowRunStatus,
     observed: &Observed,
     policy: &Policy,
     result: Result<StartedFlow, AppFlowError>,
 ) -> Transition {
     let status = FlowRunStatus {
         next_attempt_time: None,
-        ..flowrun.status.clone().unwrap_or_default()
+        ..status
     };
     let flow = &flowrun.spec.flow_name;
     match result {
@@ -391,10 +514,17 @@ fn after_start(
             };
             match started.execution_id {
                 Some(execution_id) => {
-                    let message = format!("Started flow {flow}: execution {execution_id}");
+                    let message = format!(
+                        "Started flow {flow} in {} as {}: execution {execution_id}",
+                        status.region.as_deref().unwrap_or_default(),
+                        status.identity.as_deref().unwrap_or_default()
+                    );
                     let status = FlowRunStatus {
                         phase: Some(Phase::Running),
                         execution_id: Some(execution_id),
+                        // A run StartFlow just created is in progress; saying so now saves a
+                        // status write at the first poll.
+                        execution_status: Some(IN_PROGRESS.to_owned()),
                         message: Some(message.clone()),
                         ..status
                     };
@@ -438,6 +568,7 @@ fn after_start(
             );
             let message = format!("{message} (attempt {attempts}; retrying in {delay:#})");
             let status = FlowRunStatus {
+                phase: Some(Phase::Starting),
                 start_attempts: Some(attempts),
                 next_attempt_time: Some(MicroTime(observed.now + delay)),
                 message: Some(message.clone()),
@@ -711,15 +842,29 @@ fn flow_key(flowrun: &FlowRun, policy: &Policy) -> FlowKey {
     }
 }
 
-/// When StartFlow was first tried; a status without it (edited by hand) falls back to the
-/// creation time, which can only make the token window look older, never younger.
+fn annotated_start(flowrun: &FlowRun) -> Option<Result<StartRecord, serde_json::Error>> {
+    let text = flowrun.annotations().get(START_ANNOTATION)?;
+    Some(serde_json::from_str(text))
+}
+
+/// When StartFlow was first tried: from the status, else the start record's annotation. A
+/// FlowRun with neither (edited by hand) falls back to the creation time, which can only make
+/// the token window look older, never younger.
 fn first_attempt(flowrun: &FlowRun) -> Timestamp {
     flowrun
         .status
         .as_ref()
         .and_then(|status| status.start_time.as_ref())
-        .or(flowrun.metadata.creation_timestamp.as_ref())
-        .map_or(Timestamp::UNIX_EPOCH, |time| time.0)
+        .map(|time| time.0)
+        .or_else(|| Some(annotated_start(flowrun)?.ok()?.time))
+        .or_else(|| {
+            flowrun
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|time| time.0)
+        })
+        .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 fn deadline(flowrun: &FlowRun) -> Option<Timestamp> {

@@ -1,14 +1,16 @@
 //! Report: the only writes to Kubernetes. One status write per transition, by server-side apply
-//! under one field manager (so fields the operator drops are removed), the finalizer (also by
-//! server-side apply: the operator owns only its own entry of the list), deletion after the
-//! TTL, and an event for the transition.
+//! under one field manager (so fields the operator drops are removed); the start record and
+//! the finalizer in one metadata write (also by server-side apply: the operator owns only its
+//! own entries); deletion after the TTL; and an event for the transition.
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::decide::{EventNote, EventType, FINALIZER, FinalizerChange, Transition};
+use crate::decide::{
+    EventNote, EventType, FINALIZER, FinalizerChange, START_ANNOTATION, Transition,
+};
 use crate::flowrun::{FlowRun, FlowRunStatus};
 
 pub const FIELD_MANAGER: &str = "flowrun-operator";
@@ -23,16 +25,16 @@ pub struct ReportError {
     source: kube::Error,
 }
 
-/// Carries out a transition: finalizer in, status, finalizer out, deletion; then its event.
-/// Returns the FlowRun's resourceVersion after the last write, if it wrote and the FlowRun is
-/// still there.
+/// Carries out a transition: start record and finalizer in, status, finalizer out, deletion;
+/// then its event. Returns the FlowRun as the last write left it, if it wrote and the FlowRun
+/// is still there.
 pub async fn apply(
     api: &Api<FlowRun>,
     recorder: &Recorder,
     flowrun: &FlowRun,
     transition: &Transition,
     action: &str,
-) -> Result<Option<String>, ReportError> {
+) -> Result<Option<FlowRun>, ReportError> {
     let failed = |action| {
         move |source| ReportError {
             action,
@@ -41,14 +43,16 @@ pub async fn apply(
             source,
         }
     };
-    let mut version = None;
-    if transition.finalizer == Some(FinalizerChange::Add) {
-        version = set_finalizer(api, flowrun, true)
+    let mut written = None;
+    if let Some(record) = &transition.start_record {
+        let record = json!(record).to_string();
+        let finalizer = transition.finalizer == Some(FinalizerChange::Add);
+        written = write_metadata(api, flowrun, finalizer, Some(&record))
             .await
-            .map_err(failed("add the finalizer"))?;
+            .map_err(failed("record the start"))?;
     }
     if let Some(status) = &transition.status {
-        version = write_status(api, flowrun, status)
+        written = write_status(api, flowrun, status)
             .await
             .map_err(failed("write the status"))?;
         tracing::info!(
@@ -59,12 +63,14 @@ pub async fn apply(
         );
     }
     if transition.finalizer == Some(FinalizerChange::Remove) {
-        version = set_finalizer(api, flowrun, false)
+        // The start record stays: it is the FlowRun's account of its first attempt.
+        let record = flowrun.annotations().get(START_ANNOTATION);
+        written = write_metadata(api, flowrun, false, record.map(String::as_str))
             .await
             .map_err(failed("remove the finalizer"))?;
     }
     if transition.delete {
-        version = None;
+        written = None;
         match api.delete(&flowrun.name_any(), &Default::default()).await {
             // Someone else deleted it first: the goal is reached.
             Ok(_) => {}
@@ -75,15 +81,14 @@ pub async fn apply(
     if let Some(event) = &transition.event {
         publish(recorder, &flowrun.object_ref(&()), event, action).await;
     }
-    Ok(version)
+    Ok(written)
 }
 
-/// Returns the resourceVersion written.
 async fn write_status(
     api: &Api<FlowRun>,
     flowrun: &FlowRun,
     status: &FlowRunStatus,
-) -> Result<Option<String>, kube::Error> {
+) -> Result<Option<FlowRun>, kube::Error> {
     let patch = json!({
         "apiVersion": FlowRun::api_version(&()),
         "kind": FlowRun::kind(&()),
@@ -95,22 +100,30 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map(|written| written.metadata.resource_version)
+    .map(Some)
 }
 
-/// `metadata.finalizers` is a set: applying it with or without our entry adds or removes only
-/// that entry and leaves other controllers' finalizers alone. Returns the resourceVersion
-/// written (`None` when the FlowRun is gone).
-async fn set_finalizer(
+/// `metadata.finalizers` is a set and annotations a map: applying them with or without our
+/// entries adds or removes only those and leaves other controllers' entries alone. Returns the
+/// FlowRun written (`None` when it is gone).
+async fn write_metadata(
     api: &Api<FlowRun>,
     flowrun: &FlowRun,
-    present: bool,
-) -> Result<Option<String>, kube::Error> {
-    let finalizers: &[&str] = if present { &[FINALIZER] } else { &[] };
+    finalizer: bool,
+    start_record: Option<&str>,
+) -> Result<Option<FlowRun>, kube::Error> {
+    let finalizers: &[&str] = if finalizer { &[FINALIZER] } else { &[] };
+    let annotations = start_record
+        .map(|record| json!({ START_ANNOTATION: record }))
+        .unwrap_or_else(|| json!({}));
     let patch = json!({
         "apiVersion": FlowRun::api_version(&()),
         "kind": FlowRun::kind(&()),
-        "metadata": {"name": flowrun.name_any(), "finalizers": finalizers},
+        "metadata": {
+            "name": flowrun.name_any(),
+            "finalizers": finalizers,
+            "annotations": annotations,
+        },
     });
     match api
         .patch(
@@ -121,8 +134,8 @@ async fn set_finalizer(
         .await
     {
         // Removing the last finalizer of a deleted object makes it vanish: nothing left to do.
-        Err(kube::Error::Api(status)) if status.code == 404 && !present => Ok(None),
-        other => other.map(|written| written.metadata.resource_version),
+        Err(kube::Error::Api(status)) if status.code == 404 && !finalizer => Ok(None),
+        other => other.map(Some),
     }
 }
 

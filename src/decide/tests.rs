@@ -101,7 +101,7 @@ fn after_start(
     result: Result<StartedFlow, AppFlowError>,
 ) -> Transition {
     let call = call(decide(flowrun, observed, &policy()));
-    assert!(matches!(call, AppFlowCall::StartFlow(_)), "{call:?}");
+    assert!(matches!(call, AppFlowCall::StartFlow { .. }), "{call:?}");
     reported(after(
         flowrun,
         observed,
@@ -127,39 +127,94 @@ fn error(kind: FailureKind) -> AppFlowError {
     }
 }
 
+/// The start record the operator writes for a first attempt at `time`.
+fn start_record(time: &str, region: &str, identity: &str) -> StartRecord {
+    StartRecord {
+        time: at(time),
+        region: Some(region.into()),
+        identity: Some(identity.into()),
+    }
+}
+
+/// A FlowRun whose start record (annotation) and finalizer are written, and no status yet.
+fn recorded(record: &StartRecord, status: &str) -> FlowRun {
+    let annotation = serde_json::to_string(record).expect("serializes");
+    flowrun_with(
+        "",
+        &format!(
+            "  annotations: {{appflow.flowrun.dev/start: '{annotation}'}}\n  finalizers: [appflow.flowrun.dev/cancel-on-delete]"
+        ),
+        status,
+    )
+}
+
 #[test]
-fn new_flowrun_records_starting_with_its_uid_as_token_and_a_finalizer_before_any_call() {
+fn new_flowrun_first_records_its_start_and_the_finalizer_in_one_write_then_proceeds() {
     let transition = reported(decide(
         &flowrun("{}"),
         &observed("2026-11-25T10:00:01Z"),
         &policy(),
     ));
 
-    let status = written(&transition);
-    assert_eq!(status.phase, Some(Phase::Starting));
-    assert_eq!(status.client_token.as_deref(), Some(UID));
-    assert_eq!(status.region.as_deref(), Some("eu-west-1"));
-    assert_eq!(status.start_time, Some(Time(at("2026-11-25T10:00:01Z"))));
-    assert_eq!(status.observed_generation, Some(1));
-    assert_eq!(condition(status, conditions::READY), ("False", "Starting"));
     assert_eq!(
-        condition(status, conditions::RECONCILING),
-        ("True", "Starting")
-    );
-    assert_eq!(
-        condition(status, conditions::STALLED),
-        ("False", "Starting")
-    );
-    assert_eq!(transition.finalizer, Some(FinalizerChange::Add));
-    let event = transition.event.expect("a Starting event");
-    assert_eq!(
-        (event.type_, event.reason),
-        (EventType::Normal, Reason::Starting)
+        transition,
+        Transition {
+            start_record: Some(start_record(
+                "2026-11-25T10:00:01Z",
+                "eu-west-1",
+                OPERATOR_IDENTITY
+            )),
+            finalizer: Some(FinalizerChange::Add),
+            proceed: true,
+            ..Transition::default()
+        },
+        "no status write and no event before StartFlow"
     );
 }
 
 #[test]
-fn without_cancel_on_delete_no_finalizer_is_added() {
+fn recorded_flowrun_calls_start_flow_and_its_running_status_carries_the_record() {
+    let record = start_record("2026-11-25T10:00:01Z", "eu-west-1", OPERATOR_IDENTITY);
+    let flowrun = recorded(&record, "{}");
+    let observed = observed("2026-11-25T10:00:02Z");
+
+    let call = call(decide(&flowrun, &observed, &policy()));
+    let AppFlowCall::StartFlow { request, .. } = &call else {
+        panic!("expected StartFlow, got {call:?}");
+    };
+    assert_eq!(
+        *request,
+        StartFlowRequest {
+            flow: flow_key(None),
+            client_token: UID.into(),
+        }
+    );
+    let started = StartedFlow {
+        execution_id: Some("exec-1".into()),
+        ..StartedFlow::default()
+    };
+    let transition = reported(after(
+        &flowrun,
+        &observed,
+        &policy(),
+        &call,
+        CallResult::Started(Ok(started)),
+    ));
+
+    let status = written(&transition);
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert_eq!(status.client_token.as_deref(), Some(UID));
+    assert_eq!(status.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(status.identity.as_deref(), Some(OPERATOR_IDENTITY));
+    assert_eq!(status.start_time, Some(Time(record.time)));
+    assert_eq!(status.execution_status.as_deref(), Some("InProgress"));
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(transition.start_record, None, "written once, before");
+    assert!(!transition.proceed);
+}
+
+#[test]
+fn without_cancel_on_delete_the_start_is_recorded_without_a_finalizer() {
     let flowrun = flowrun_with(", cancelOnDelete: false", "", "{}");
 
     let transition = reported(decide(
@@ -168,7 +223,43 @@ fn without_cancel_on_delete_no_finalizer_is_added() {
         &policy(),
     ));
 
+    assert!(transition.start_record.is_some());
     assert_eq!(transition.finalizer, None);
+}
+
+#[test]
+fn hand_edited_start_record_or_running_status_fails_the_flowrun_without_a_call() {
+    let garbage = flowrun_with(
+        "",
+        "  annotations: {appflow.flowrun.dev/start: 'yesterday'}",
+        "{}",
+    );
+    let running_without_run = flowrun("{phase: Running, clientToken: c}");
+    for flowrun in [garbage, running_without_run] {
+        let transition = reported(decide(
+            &flowrun,
+            &observed("2026-11-25T10:00:01Z"),
+            &policy(),
+        ));
+        let status = written(&transition);
+        assert_eq!(status.phase, Some(Phase::Failed));
+        assert_eq!(
+            condition(status, conditions::STALLED),
+            ("True", "InvalidObject")
+        );
+        assert!(
+            status
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("create a new FlowRun"),
+            "{status:?}"
+        );
+        assert_eq!(
+            transition.event.map(|event| event.type_),
+            Some(EventType::Warning)
+        );
+    }
 }
 
 #[test]
@@ -181,7 +272,10 @@ fn region_comes_from_the_spec_then_the_operator_default_and_is_required() {
         &observed("2026-11-25T10:00:01Z"),
         &policy(),
     ));
-    assert_eq!(written(&defaulted).region.as_deref(), Some("us-east-1"));
+    assert_eq!(
+        defaulted.start_record.and_then(|record| record.region),
+        Some("us-east-1".into())
+    );
 
     let no_default = Policy {
         default_region: None,
@@ -218,34 +312,38 @@ fn starting_flowrun_calls_start_flow_with_its_uid_until_the_token_window_closes(
         ("2026-11-25T10:00:00Z", "2026-11-26T10:00:00Z", false),
     ];
     for (first_attempt, now, start_expected) in table {
-        match decide(&starting(first_attempt, ""), &observed(now), &policy()) {
-            Decision::Call(AppFlowCall::StartFlow(request)) => {
-                assert!(start_expected, "{first_attempt} -> {now}: must not start");
-                assert_eq!(
-                    request,
-                    StartFlowRequest {
-                        flow: flow_key(None),
-                        client_token: UID.into(),
-                    }
-                );
+        // Recorded before the first attempt (crash before any answer), or after a failed one.
+        let record = start_record(first_attempt, "eu-west-1", OPERATOR_IDENTITY);
+        for flowrun in [recorded(&record, "{}"), starting(first_attempt, "")] {
+            match decide(&flowrun, &observed(now), &policy()) {
+                Decision::Call(AppFlowCall::StartFlow { request, .. }) => {
+                    assert!(start_expected, "{first_attempt} -> {now}: must not start");
+                    assert_eq!(
+                        request,
+                        StartFlowRequest {
+                            flow: flow_key(None),
+                            client_token: UID.into(),
+                        }
+                    );
+                }
+                Decision::Report(transition) => {
+                    assert!(!start_expected, "{first_attempt} -> {now}: must start");
+                    let status = written(&transition);
+                    assert_eq!(status.phase, Some(Phase::Failed));
+                    assert_eq!(
+                        condition(status, conditions::STALLED),
+                        ("True", "StartOutcomeUnknown")
+                    );
+                    assert!(
+                        status
+                            .message
+                            .as_deref()
+                            .unwrap_or_default()
+                            .contains("new FlowRun")
+                    );
+                }
+                other => panic!("{first_attempt} -> {now}: unexpected {other:?}"),
             }
-            Decision::Report(transition) => {
-                assert!(!start_expected, "{first_attempt} -> {now}: must start");
-                let status = written(&transition);
-                assert_eq!(status.phase, Some(Phase::Failed));
-                assert_eq!(
-                    condition(status, conditions::STALLED),
-                    ("True", "StartOutcomeUnknown")
-                );
-                assert!(
-                    status
-                        .message
-                        .as_deref()
-                        .unwrap_or_default()
-                        .contains("new FlowRun")
-                );
-            }
-            other => panic!("{first_attempt} -> {now}: unexpected {other:?}"),
         }
     }
 }
@@ -279,7 +377,7 @@ fn retry_waits_for_next_attempt_time_even_when_reconciled_early() {
     );
     assert!(matches!(
         decide(&flowrun, &observed("2026-11-25T10:01:00Z"), &policy()),
-        Decision::Call(AppFlowCall::StartFlow(_))
+        Decision::Call(AppFlowCall::StartFlow { .. })
     ));
 }
 
@@ -910,13 +1008,13 @@ fn flowrun_not_allowed_by_a_policy_fails_before_any_aws_call() {
             &with_policies("2026-11-25T10:00:01Z", policies.clone()),
             &rules,
         ));
-        let status = written(&transition);
         match identity {
             Some(identity) => {
-                assert_eq!(status.phase, Some(Phase::Starting), "{policies:?}");
-                assert_eq!(status.identity.as_deref(), Some(identity));
+                let record = transition.start_record.expect("a start record");
+                assert_eq!(record.identity.as_deref(), Some(identity), "{policies:?}");
             }
             None => {
+                let status = written(&transition);
                 assert_eq!(status.phase, Some(Phase::Failed), "{policies:?}");
                 assert_eq!(
                     condition(status, conditions::STALLED),
@@ -933,46 +1031,62 @@ fn flowrun_not_allowed_by_a_policy_fails_before_any_aws_call() {
                     transition.finalizer, None,
                     "never started, nothing to cancel"
                 );
+                assert_eq!(transition.start_record, None);
             }
         }
     }
 }
 
 #[test]
-fn calls_use_the_identity_recorded_at_start_whatever_the_policies_say_now() {
-    let allowed = reported(decide(
-        &flowrun("{}"),
-        &with_policies(
-            "2026-11-25T10:00:01Z",
-            vec![tenant_policy(
-                "sales",
-                &["*"],
-                Some("arn:aws:iam::111111111111:role/sales"),
-            )],
-        ),
+fn every_attempt_is_checked_against_the_policies_and_never_changes_identity() {
+    const ROLE: &str = "arn:aws:iam::111111111111:role/sales";
+    let record = start_record("2026-11-25T10:00:01Z", "eu-west-1", ROLE);
+    let sales = vec![tenant_policy("sales", &["*"], Some(ROLE))];
+
+    let call = call(decide(
+        &recorded(&record, "{}"),
+        &with_policies("2026-11-25T10:00:02Z", sales),
         &policy(),
     ));
-    let status = written(&allowed);
+    let AppFlowCall::StartFlow { request, status } = call else {
+        panic!("expected StartFlow, got {call:?}");
+    };
+    assert_eq!(
+        request.flow,
+        flow_key(Some(AssumedRole {
+            role_arn: ROLE.into(),
+            external_id: Some("ext-7".into()),
+            session_name: "flowrun-team-a".into(),
+        }))
+    );
     assert_eq!(status.policy.as_deref(), Some("sales"));
     assert_eq!(status.external_id.as_deref(), Some("ext-7"));
 
-    let mut starting = flowrun("{}");
-    starting.status = allowed.status.clone();
-    // The policy is gone by now: the recorded identity still applies.
-    let call = call(decide(
-        &starting,
-        &observed("2026-11-25T10:00:02Z"),
-        &policy(),
-    ));
-    assert_eq!(
-        call,
-        AppFlowCall::StartFlow(StartFlowRequest {
-            flow: flow_key(Some(AssumedRole {
-                role_arn: "arn:aws:iam::111111111111:role/sales".into(),
-                external_id: Some("ext-7".into()),
-                session_name: "flowrun-team-a".into(),
-            })),
-            client_token: UID.into(),
-        })
-    );
+    // (policies now, reason the FlowRun fails with)
+    let table = [
+        // Gone, and the operator requires none: the operator's own identity, not the role.
+        (vec![], "NotPermitted"),
+        (
+            vec![tenant_policy(
+                "sales",
+                &["*"],
+                Some("arn:aws:iam::222222222222:role/x"),
+            )],
+            "NotPermitted",
+        ),
+    ];
+    for (policies, reason) in table {
+        let transition = reported(decide(
+            &recorded(&record, "{}"),
+            &with_policies("2026-11-25T10:00:02Z", policies.clone()),
+            &policy(),
+        ));
+        let status = written(&transition);
+        assert_eq!(status.phase, Some(Phase::Failed), "{policies:?}");
+        assert_eq!(condition(status, conditions::STALLED), ("True", reason));
+        assert!(
+            status.message.as_deref().unwrap_or_default().contains(ROLE),
+            "{status:?}"
+        );
+    }
 }
