@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -22,7 +22,9 @@ use crate::appflow::AppFlow;
 use crate::conditions::Reason;
 use crate::decide::{
     self, AppFlowCall, CallResult, Decision, EventNote, EventType, Observed, Policy,
+    START_ANNOTATION,
 };
+use crate::events::{self, EventPublisher};
 use crate::flowrun::FlowRun;
 use crate::report::{self, FIELD_MANAGER, ReportError};
 use crate::telemetry::Telemetry;
@@ -33,7 +35,7 @@ use crate::tracker::ExecutionTracker;
 pub struct Context<A> {
     pub client: Client,
     pub appflow: A,
-    pub recorder: Recorder,
+    events: EventPublisher,
     pub policy: Policy,
     /// Spreads StartFlow calls out so a burst of FlowRuns does not trip AppFlow's throttling.
     start_limiter: DefaultDirectRateLimiter,
@@ -44,7 +46,7 @@ pub struct Context<A> {
     /// The resourceVersion of this operator's latest write per FlowRun UID, until the watch
     /// has delivered it (see `is_stale`).
     written: Mutex<HashMap<String, u64>>,
-    /// Metrics and readiness (see `with_telemetry`).
+    /// Metrics and readiness.
     pub telemetry: Arc<Telemetry>,
     /// The FlowRunPolicies of the watched namespaces.
     policies: PolicyWatch,
@@ -58,13 +60,19 @@ impl<A: AppFlow> Context<A> {
         start_rate: NonZeroU32,
         poll_tick: Duration,
         policies: PolicyWatch,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventPublisher::spawn(
+                client.clone(),
+                reporter,
+                events::QUEUE_CAPACITY,
+                telemetry.clone(),
+            ),
             client,
             appflow,
             policy,
@@ -72,15 +80,9 @@ impl<A: AppFlow> Context<A> {
             tracker: ExecutionTracker::new(poll_tick),
             failures: Mutex::default(),
             written: Mutex::default(),
-            telemetry: Arc::default(),
+            telemetry,
             policies,
         }
-    }
-
-    /// Reports into `telemetry` (the one the HTTP server serves) instead of a private one.
-    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
-        self.telemetry = telemetry;
-        self
     }
 
     fn record_failure(&self, uid: &str) -> u32 {
@@ -155,12 +157,19 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String], concur
     };
     let controllers = apis.into_iter().map(|api| {
         // The cache holds every FlowRun in scope. managedFields are about 80 % of a FlowRun's
-        // memory there (8.6 of 11.2 kB) and nothing reads them: drop them as they arrive.
+        // memory there (8.6 of 11.2 kB), and labels and other annotations (kubectl's
+        // last-applied-configuration repeats the whole object) can weigh as much; nothing here
+        // reads them: drop them as they arrive.
         let (store, writer) = reflector::store();
         let flowruns = reflector(
             writer,
             watcher(api, watcher::Config::default()).modify(|flowrun| {
-                flowrun.managed_fields_mut().clear();
+                let metadata = flowrun.meta_mut();
+                metadata.managed_fields = None;
+                metadata.labels = None;
+                if let Some(annotations) = &mut metadata.annotations {
+                    annotations.retain(|key, _| key == START_ANNOTATION);
+                }
             }),
         )
         .applied_objects();
@@ -197,7 +206,7 @@ async fn reconcile<A: AppFlow>(
     let flowrun = match &guarded.0 {
         Ok(flowrun) => flowrun,
         Err(invalid) => {
-            report_invalid(&ctx, invalid).await;
+            report_invalid(&ctx, invalid);
             return Ok(Action::await_change());
         }
     };
@@ -228,7 +237,7 @@ async fn reconcile<A: AppFlow>(
         };
 
         // Report.
-        let written = report::apply(&api, &ctx.recorder, &flowrun, &transition, action).await?;
+        let written = report::apply(&api, &ctx.events, &flowrun, &transition, action).await?;
         ctx.remember_write(&uid, written.as_ref());
         ctx.telemetry
             .record_transition(flowrun.status.as_ref(), transition.status.as_ref());
@@ -353,7 +362,7 @@ fn error_policy<A: AppFlow>(
 
 /// A FlowRun that does not parse (e.g. written under an older schema) is reported and skipped,
 /// so it cannot stop the controller from serving the others.
-async fn report_invalid<A>(ctx: &Context<A>, invalid: &kube::core::error_boundary::InvalidObject) {
+fn report_invalid<A>(ctx: &Context<A>, invalid: &kube::core::error_boundary::InvalidObject) {
     let name = invalid.metadata.name.clone().unwrap_or_default();
     let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
     tracing::warn!(flowrun = %format!("{namespace}/{name}"), error = %invalid.error, "Skipped invalid FlowRun");
@@ -374,7 +383,7 @@ async fn report_invalid<A>(ctx: &Context<A>, invalid: &kube::core::error_boundar
             invalid.error
         ),
     };
-    report::publish(&ctx.recorder, &regarding, &note, "Reconcile").await;
+    ctx.events.publish(regarding, &note, "Reconcile");
 }
 
 /// `namespace/name`, the way users name a FlowRun in logs.

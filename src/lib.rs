@@ -4,7 +4,7 @@
 //! - [`controller`]: watch and reconcile; observes the clock and calls the other steps.
 //! - [`decide`]: pure decisions (no I/O).
 //! - [`appflow`]: act; the only module that calls AWS ([`tracker`] batches its history reads).
-//! - [`report`]: status writes and events; the only module that writes FlowRuns and events.
+//! - [`report`]: the only module that writes FlowRuns; [`events`] publishes their events.
 //! - [`tenancy`]: FlowRunPolicy, who may run which flow under which AWS identity.
 //! - [`leader`]: leader election on a Lease; [`telemetry`]: metrics, `/healthz` and `/readyz`.
 
@@ -12,6 +12,7 @@ pub mod appflow;
 pub mod conditions;
 pub mod controller;
 pub mod decide;
+pub mod events;
 pub mod flowrun;
 pub mod leader;
 pub mod report;

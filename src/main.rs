@@ -106,17 +106,15 @@ async fn run(settings: Settings, election: Option<leader::Config>) -> anyhow::Re
     );
 
     let appflow = Metered::new(Arc::new(SdkAppFlow::new(sdk_config)), telemetry.clone());
-    let ctx = Arc::new(
-        Context::new(
-            client.clone(),
-            appflow,
-            policy,
-            settings.start_rate_limit,
-            settings.poll_tick(),
-            PolicyWatch::spawn(&client, &settings.watch_namespaces),
-        )
-        .with_telemetry(telemetry.clone()),
-    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        appflow,
+        policy,
+        settings.start_rate_limit,
+        settings.poll_tick(),
+        PolicyWatch::spawn(&client, &settings.watch_namespaces),
+        telemetry.clone(),
+    ));
     let stopping = telemetry.clone();
     tokio::spawn(async move {
         leader::shutdown_signal().await;

@@ -4,13 +4,11 @@
 //! own entries); deletion after the TTL; and an event for the transition.
 
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::decide::{
-    EventNote, EventType, FINALIZER, FinalizerChange, START_ANNOTATION, Transition,
-};
+use crate::decide::{FINALIZER, FinalizerChange, START_ANNOTATION, Transition};
+use crate::events::EventPublisher;
 use crate::flowrun::{FlowRun, FlowRunStatus};
 
 pub const FIELD_MANAGER: &str = "flowrun-operator";
@@ -30,7 +28,7 @@ pub struct ReportError {
 /// is still there.
 pub async fn apply(
     api: &Api<FlowRun>,
-    recorder: &Recorder,
+    events: &EventPublisher,
     flowrun: &FlowRun,
     transition: &Transition,
     action: &str,
@@ -79,7 +77,7 @@ pub async fn apply(
         }
     }
     if let Some(event) = &transition.event {
-        publish(recorder, &flowrun.object_ref(&()), event, action).await;
+        events.publish(flowrun.object_ref(&()), event, action);
     }
     Ok(written)
 }
@@ -136,57 +134,5 @@ async fn write_metadata(
         // Removing the last finalizer of a deleted object makes it vanish: nothing left to do.
         Err(kube::Error::Api(status)) if status.code == 404 && !finalizer => Ok(None),
         other => other.map(Some),
-    }
-}
-
-/// Publishes an event about `regarding`. Events are best-effort: a failure is logged, never
-/// allowed to undo or repeat the transition it describes.
-pub async fn publish(
-    recorder: &Recorder,
-    regarding: &k8s_openapi::api::core::v1::ObjectReference,
-    note: &EventNote,
-    action: &str,
-) {
-    let event = Event {
-        type_: match note.type_ {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
-        },
-        reason: note.reason.as_str().to_owned(),
-        // The events API caps notes at 1 kB.
-        note: Some(truncate(&note.note, 1000).to_owned()),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&event, regarding).await {
-        tracing::warn!(
-            object = regarding.name.as_deref().unwrap_or_default(),
-            reason = note.reason.as_str(),
-            %error,
-            "Failed to publish event"
-        );
-    }
-}
-
-fn truncate(text: &str, max_bytes: usize) -> &str {
-    if text.len() <= max_bytes {
-        return text;
-    }
-    let mut end = max_bytes;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::truncate;
-
-    #[test]
-    fn truncation_never_splits_a_character() {
-        assert_eq!(truncate("abc", 10), "abc");
-        assert_eq!(truncate("abcdef", 3), "abc");
-        assert_eq!(truncate("aé", 2), "a");
     }
 }

@@ -111,6 +111,7 @@ struct Metrics {
     flowruns: Family<PhaseLabels, Gauge>,
     run_duration: Family<PhaseLabels, Histogram>,
     leader: Gauge,
+    events_dropped: Counter,
 }
 
 #[derive(Default)]
@@ -152,6 +153,7 @@ impl Telemetry {
             flowruns: Family::default(),
             run_duration: Family::new_with_constructor(|| Histogram::new(RUN_BUCKETS)),
             leader: Gauge::default(),
+            events_dropped: Counter::default(),
         };
         // Present from the start, so that dashboards and alerts see zeros rather than nothing.
         for phase in ["Succeeded", "Failed", "Canceled"] {
@@ -209,6 +211,12 @@ impl Telemetry {
             "leader",
             "1 while this replica leads (reconciles), 0 while it stands by",
             metrics.leader.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Kubernetes events dropped because too many were waiting to be published (the \
+             statuses carry the same facts)",
+            metrics.events_dropped.clone(),
         );
         registry.register("build_info", "The operator's version", build_info);
         Telemetry {
@@ -301,6 +309,10 @@ impl Telemetry {
             })
             .inc();
         result
+    }
+
+    pub fn count_dropped_event(&self) {
+        self.metrics.events_dropped.inc();
     }
 
     /// Call after a status write: a run that just finished adds its duration.
