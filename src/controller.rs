@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,7 +18,7 @@ use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::appflow::AppFlow;
+use crate::appflow::{AppFlow, StartedFlow};
 use crate::conditions::Reason;
 use crate::decide::{
     self, AppFlowCall, CallResult, Decision, EventNote, EventType, Observed, Policy,
@@ -46,6 +46,10 @@ pub struct Context<A> {
     /// The resourceVersion of this operator's latest write per FlowRun UID, until the watch
     /// has delivered it (see `is_stale`).
     written: Mutex<HashMap<String, u64>>,
+    /// StartFlow's answer per client token until a write has recorded it. While the API server
+    /// refuses writes, each retry would otherwise call StartFlow again: harmless with the token,
+    /// but it spends AppFlow's quota.
+    answered: Mutex<HashMap<String, StartedFlow>>,
     /// Metrics and readiness.
     pub telemetry: Arc<Telemetry>,
     /// The FlowRunPolicies of the watched namespaces.
@@ -80,16 +84,14 @@ impl<A: AppFlow> Context<A> {
             tracker: ExecutionTracker::new(poll_tick),
             failures: Mutex::default(),
             written: Mutex::default(),
+            answered: Mutex::default(),
             telemetry,
             policies,
         }
     }
 
     fn record_failure(&self, uid: &str) -> u32 {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         let count = failures.entry(uid.to_owned()).or_insert(0);
         *count = count.saturating_add(1);
         *count
@@ -98,7 +100,28 @@ impl<A: AppFlow> Context<A> {
     fn clear_failures(&self, uid: &str) {
         self.failures
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(uid);
+    }
+
+    fn answered_start(&self, token: &str) -> Option<StartedFlow> {
+        let answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
+        answered.get(token).cloned()
+    }
+
+    fn remember_answer(&self, token: &str, started: &StartedFlow) {
+        self.answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.to_owned(), started.clone());
+    }
+
+    /// A write for the FlowRun landed: what it had to record is recorded.
+    fn reported(&self, uid: &str) {
+        self.clear_failures(uid);
+        self.answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(uid);
     }
 
@@ -108,10 +131,7 @@ impl<A: AppFlow> Context<A> {
     /// resourceVersions are etcd revisions, so they are compared as numbers; a server whose
     /// versions are not numbers gets no such guard.
     fn is_stale(&self, uid: &str, flowrun: &FlowRun) -> bool {
-        let mut written = self
-            .written
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(&wrote) = written.get(uid) else {
             return false;
         };
@@ -132,7 +152,7 @@ impl<A: AppFlow> Context<A> {
         {
             self.written
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(PoisonError::into_inner)
                 .insert(uid.to_owned(), version);
         }
     }
@@ -159,12 +179,15 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String], concur
         // The cache holds every FlowRun in scope. managedFields are about 80 % of a FlowRun's
         // memory there (8.6 of 11.2 kB), and labels and other annotations (kubectl's
         // last-applied-configuration repeats the whole object) can weigh as much; nothing here
-        // reads them: drop them as they arrive.
+        // reads them: drop them as they arrive, and most of a finished FlowRun's status.
         let (store, writer) = reflector::store();
         let flowruns = reflector(
             writer,
-            watcher(api, watcher::Config::default()).modify(|flowrun| {
-                let metadata = flowrun.meta_mut();
+            watcher(api, watcher::Config::default()).modify(|guarded| {
+                if let Ok(flowrun) = &mut guarded.0 {
+                    decide::trim_finished(flowrun);
+                }
+                let metadata = guarded.meta_mut();
                 metadata.managed_fields = None;
                 metadata.labels = None;
                 if let Some(annotations) = &mut metadata.annotations {
@@ -241,7 +264,7 @@ async fn reconcile<A: AppFlow>(
         ctx.remember_write(&uid, written.as_ref());
         ctx.telemetry
             .record_transition(flowrun.status.as_ref(), transition.status.as_ref());
-        ctx.clear_failures(&uid);
+        ctx.reported(&uid);
         match written {
             // The write returned the newest FlowRun: no need to wait for the watch to see it.
             Some(written) if transition.proceed => flowrun = Cow::Owned(written),
@@ -268,15 +291,22 @@ async fn call_appflow<A: AppFlow>(
     let key = object_key(flowrun);
     match call {
         AppFlowCall::StartFlow { request, .. } => {
+            if let Some(started) = ctx.answered_start(&request.client_token) {
+                tracing::debug!(flowrun = %key, "Reusing StartFlow's answer, not recorded yet");
+                return CallResult::Started(Ok(started));
+            }
             ctx.start_limiter.until_ready().await;
             let result = ctx.appflow.start_flow(request).await;
             match &result {
-                Ok(started) => tracing::info!(
-                    flowrun = %key,
-                    flow = %request.flow.flow_name,
-                    execution_id = started.execution_id.as_deref().unwrap_or_default(),
-                    "Started flow"
-                ),
+                Ok(started) => {
+                    ctx.remember_answer(&request.client_token, started);
+                    tracing::info!(
+                        flowrun = %key,
+                        flow = %request.flow.flow_name,
+                        execution_id = started.execution_id.as_deref().unwrap_or_default(),
+                        "Started flow"
+                    );
+                }
                 Err(error) => tracing::warn!(
                     flowrun = %key,
                     flow = %request.flow.flow_name,

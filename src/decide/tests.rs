@@ -950,6 +950,58 @@ fn finished_flowrun_is_deleted_once_its_ttl_has_passed() {
     assert_eq!(expired.event.map(|e| e.reason), Some(Reason::TtlExpired));
 }
 
+#[test]
+fn the_cache_copy_of_a_finished_flowrun_decides_like_the_whole_one() {
+    const FINALIZER_LINE: &str = "  finalizers: [appflow.flowrun.dev/cancel-on-delete]";
+    const DELETING: &str = "  deletionTimestamp: \"2026-11-25T11:00:00Z\"\n  finalizers: [appflow.flowrun.dev/cancel-on-delete]";
+    let full = |phase: &str| {
+        format!(
+            "{{phase: {phase}, clientToken: {UID}, region: eu-west-1, executionId: exec-1, \
+             startTime: \"2026-11-25T10:00:00Z\", completionTime: \"2026-11-25T10:05:00Z\", \
+             message: done, recordsProcessed: 7, conditions: [{{type: Ready, status: \"True\", \
+             reason: Succeeded, message: done, lastTransitionTime: \"2026-11-25T10:05:00Z\"}}]}}"
+        )
+    };
+    // (spec, metadata, status)
+    let table = [
+        ("", "", full("Succeeded")),
+        ("", FINALIZER_LINE, full("Failed")),
+        (", ttlSecondsAfterFinished: 600", "", full("Canceled")),
+        (", ttlSecondsAfterFinished: 60", "", full("Activated")),
+        ("", DELETING, full("Succeeded")),
+        // No completion time (written by hand): the TTL counts from the start.
+        (
+            ", ttlSecondsAfterFinished: 60",
+            "",
+            "{phase: Failed, message: x, startTime: \"2026-11-25T10:00:00Z\"}".to_owned(),
+        ),
+    ];
+    for (spec, metadata, status) in table {
+        let whole = flowrun_with(spec, metadata, &status);
+        let mut trimmed = whole.clone();
+        trim_finished(&mut trimmed);
+        assert_ne!(
+            trimmed.status, whole.status,
+            "nothing trimmed from {status}"
+        );
+        for now in ["2026-11-25T10:05:30Z", "2026-11-25T12:00:00Z"] {
+            assert_eq!(
+                decide(&trimmed, &observed(now), &policy()),
+                decide(&whole, &observed(now), &policy()),
+                "{spec} {metadata} {status} at {now}"
+            );
+        }
+    }
+
+    let running = running("");
+    let mut untouched = running.clone();
+    trim_finished(&mut untouched);
+    assert_eq!(
+        untouched.status, running.status,
+        "a run in progress keeps its status"
+    );
+}
+
 fn tenant_policy(name: &str, flows: &[&str], role: Option<&str>) -> Arc<FlowRunPolicy> {
     let mut policy = FlowRunPolicy::new(
         name,
