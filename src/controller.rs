@@ -18,7 +18,7 @@ use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::appflow::{AppFlow, StartedFlow};
+use crate::appflow::{AppFlow, FlowKey, StartedFlow};
 use crate::conditions::Reason;
 use crate::decide::{
     self, AppFlowCall, CallResult, Decision, EventNote, EventType, Observed, Policy,
@@ -31,14 +31,27 @@ use crate::telemetry::Telemetry;
 use crate::tenancy::PolicyWatch;
 use crate::tracker::ExecutionTracker;
 
+/// How much the controller does at once.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// FlowRuns reconciled at once (`--concurrency`).
+    pub concurrency: u16,
+    /// StartFlow calls per second, all flows together (`--start-rate-limit`).
+    pub start_rate: NonZeroU32,
+    /// How long one read of a flow's history serves its runs: the shortest poll interval.
+    pub poll_tick: Duration,
+}
+
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context<A> {
     pub client: Client,
     pub appflow: A,
     events: EventPublisher,
     pub policy: Policy,
+    concurrency: u16,
     /// Spreads StartFlow calls out so a burst of FlowRuns does not trip AppFlow's throttling.
     start_limiter: DefaultDirectRateLimiter,
+    start_slots: StartSlots,
     /// Reads each flow's run history at most once per tick for all its runs in progress.
     tracker: ExecutionTracker,
     /// Consecutive unexpected errors per FlowRun UID, for the error policy's backoff.
@@ -61,8 +74,7 @@ impl<A: AppFlow> Context<A> {
         client: Client,
         appflow: A,
         policy: Policy,
-        start_rate: NonZeroU32,
-        poll_tick: Duration,
+        limits: Limits,
         policies: PolicyWatch,
         telemetry: Arc<Telemetry>,
     ) -> Self {
@@ -80,8 +92,12 @@ impl<A: AppFlow> Context<A> {
             client,
             appflow,
             policy,
-            start_limiter: RateLimiter::direct(Quota::per_second(start_rate)),
-            tracker: ExecutionTracker::new(poll_tick),
+            concurrency: limits.concurrency,
+            start_limiter: RateLimiter::direct(Quota::per_second(limits.start_rate)),
+            // At most half the reconcile slots wait on one flow's StartFlow: a flow whose calls
+            // hang until the AWS timeout must not hold them all and stall the other flows.
+            start_slots: StartSlots::new(usize::from(limits.concurrency / 2).max(1)),
+            tracker: ExecutionTracker::new(limits.poll_tick),
             failures: Mutex::default(),
             written: Mutex::default(),
             answered: Mutex::default(),
@@ -162,9 +178,68 @@ impl<A: AppFlow> Context<A> {
 /// should the watch event of that write (which triggers a reconcile at once) not come.
 const STALE_RECHECK: Duration = Duration::from_secs(1);
 
+/// StartFlow calls in flight per flow (region and name), up to a limit.
+struct StartSlots {
+    per_flow: usize,
+    in_flight: Mutex<HashMap<(String, String), usize>>,
+}
+
+/// One StartFlow call in flight; dropping it frees the slot.
+struct StartSlot<'a> {
+    slots: &'a StartSlots,
+    flow: (String, String),
+}
+
+impl StartSlots {
+    fn new(per_flow: usize) -> Self {
+        StartSlots {
+            per_flow,
+            in_flight: Mutex::default(),
+        }
+    }
+
+    fn take(&self, flow: &FlowKey) -> Option<StartSlot<'_>> {
+        let key = (flow.region.clone(), flow.flow_name.clone());
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = in_flight.entry(key.clone()).or_insert(0);
+        if *count >= self.per_flow {
+            return None;
+        }
+        *count += 1;
+        Some(StartSlot {
+            slots: self,
+            flow: key,
+        })
+    }
+}
+
+impl Drop for StartSlot<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .slots
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = in_flight.get_mut(&self.flow) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.flow);
+            }
+        }
+    }
+}
+
+/// How soon a FlowRun whose flow has no free StartFlow slot tries again.
+fn start_slot_wait() -> Duration {
+    Duration::from_millis(500 + fastrand::u64(..1000))
+}
+
 /// Runs the controller until SIGTERM/SIGINT: one watch over all namespaces, or one per
 /// namespace listed.
-pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String], concurrency: u16) {
+pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
     // A FlowRun must not be judged against policies that are not loaded yet.
     ctx.policies.wait_until_ready().await;
     let apis: Vec<Api<DeserializeGuard<FlowRun>>> = if namespaces.is_empty() {
@@ -200,7 +275,7 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String], concur
         // Polled in this task, like the controller's own wait for its cache (see watch_store).
         let synced = ctx.telemetry.watch_store(controller.store());
         let run = controller
-            .with_config(controller::Config::default().concurrency(concurrency))
+            .with_config(controller::Config::default().concurrency(ctx.concurrency))
             .shutdown_on_signal()
             .run(
                 |flowrun, ctx| async move {
@@ -249,7 +324,9 @@ async fn reconcile<A: AppFlow>(
             Decision::Report(transition) => (*transition, "Reconcile"),
             Decision::Call(call) => {
                 // Act.
-                let result = call_appflow(&ctx, &flowrun, &call).await;
+                let Some(result) = call_appflow(&ctx, &flowrun, &call).await else {
+                    return Ok(Action::requeue(start_slot_wait()));
+                };
                 let observed = observe(&ctx, &flowrun);
                 match decide::after(&flowrun, &observed, &ctx.policy, &call, result) {
                     Decision::Report(transition) => (*transition, call_name(&call)),
@@ -282,19 +359,24 @@ fn wait<A: AppFlow>(ctx: &Context<A>, uid: &str, requeue: Option<Duration>) -> A
     requeue.map_or_else(Action::await_change, Action::requeue)
 }
 
-/// The one place reconciles call AppFlow.
+/// The one place reconciles call AppFlow. `None`: the flow has no free StartFlow slot, so no
+/// call was made.
 async fn call_appflow<A: AppFlow>(
     ctx: &Context<A>,
     flowrun: &FlowRun,
     call: &AppFlowCall,
-) -> CallResult {
+) -> Option<CallResult> {
     let key = object_key(flowrun);
     match call {
         AppFlowCall::StartFlow { request, .. } => {
             if let Some(started) = ctx.answered_start(&request.client_token) {
                 tracing::debug!(flowrun = %key, "Reusing StartFlow's answer, not recorded yet");
-                return CallResult::Started(Ok(started));
+                return Some(CallResult::Started(Ok(started)));
             }
+            let Some(_slot) = ctx.start_slots.take(&request.flow) else {
+                tracing::debug!(flowrun = %key, "Waiting for a StartFlow slot of its flow");
+                return None;
+            };
             ctx.start_limiter.until_ready().await;
             let result = ctx.appflow.start_flow(request).await;
             match &result {
@@ -315,7 +397,7 @@ async fn call_appflow<A: AppFlow>(
                     "Failed to start flow"
                 ),
             }
-            CallResult::Started(result)
+            Some(CallResult::Started(result))
         }
         AppFlowCall::Track {
             flow,
@@ -329,7 +411,7 @@ async fn call_appflow<A: AppFlow>(
             if let Err(error) = &result {
                 tracing::warn!(flowrun = %key, flow = %flow.flow_name, %error, "Failed to read run history");
             }
-            CallResult::Tracked(result)
+            Some(CallResult::Tracked(result))
         }
         AppFlowCall::Cancel {
             flow,
@@ -348,7 +430,7 @@ async fn call_appflow<A: AppFlow>(
                     tracing::warn!(flowrun = %key, flow = %flow.flow_name, execution_id, %error, "Failed to cancel flow run")
                 }
             }
-            CallResult::Canceled(result)
+            Some(CallResult::Canceled(result))
         }
     }
 }
@@ -423,4 +505,41 @@ fn object_key(object: &impl ResourceExt) -> String {
         object.namespace().unwrap_or_default(),
         object.name_any()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(region: &str, name: &str) -> FlowKey {
+        FlowKey {
+            region: region.into(),
+            flow_name: name.into(),
+            role: None,
+        }
+    }
+
+    #[test]
+    fn start_slots_cap_each_flow_and_free_on_drop() {
+        let slots = StartSlots::new(2);
+        let first = slots.take(&flow("eu-west-1", "sales"));
+        let second = slots.take(&flow("eu-west-1", "sales"));
+        assert!(first.is_some() && second.is_some());
+        assert!(slots.take(&flow("eu-west-1", "sales")).is_none(), "full");
+        assert!(
+            slots.take(&flow("us-east-1", "sales")).is_some(),
+            "other region"
+        );
+        assert!(slots.take(&flow("eu-west-1", "hr")).is_some(), "other flow");
+
+        drop(first);
+        let third = slots.take(&flow("eu-west-1", "sales"));
+        assert!(third.is_some(), "freed");
+        drop((second, third));
+        let in_flight = slots
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        assert!(in_flight.is_empty(), "no entry left behind: {in_flight:?}");
+    }
 }

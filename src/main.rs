@@ -9,7 +9,7 @@ use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use clap::{CommandFactory, Parser};
 use flowrun_operator::appflow::SdkAppFlow;
-use flowrun_operator::controller::{self, Context};
+use flowrun_operator::controller::{self, Context, Limits};
 use flowrun_operator::flowrun::FlowRun;
 use flowrun_operator::leader;
 use flowrun_operator::settings::{LogFormat, Settings};
@@ -110,8 +110,11 @@ async fn run(settings: Settings, election: Option<leader::Config>) -> anyhow::Re
         client.clone(),
         appflow,
         policy,
-        settings.start_rate_limit,
-        settings.poll_tick(),
+        Limits {
+            concurrency: settings.concurrency,
+            start_rate: settings.start_rate_limit,
+            poll_tick: settings.poll_tick(),
+        },
         PolicyWatch::spawn(&client, &settings.watch_namespaces),
         telemetry.clone(),
     ));
@@ -120,7 +123,7 @@ async fn run(settings: Settings, election: Option<leader::Config>) -> anyhow::Re
         leader::shutdown_signal().await;
         stopping.set_role(Role::Stopping);
     });
-    let work = controller::run(ctx, &settings.watch_namespaces, settings.concurrency);
+    let work = controller::run(ctx, &settings.watch_namespaces);
     match election {
         Some(election) => leader::lead(client, election, telemetry, work).await?,
         None => {

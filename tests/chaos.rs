@@ -259,7 +259,9 @@ async fn api_server_restart_mid_burst_loses_and_duplicates_nothing() {
 /// Phase 1: 120 FlowRuns under 30 % throttling and 10 % 500s on StartFlow and
 /// DescribeFlowExecutionRecords. Phase 2 (faults on flow `slow` only, 2 s AWS timeout): its
 /// history reads hang until the client gives up, and its StartFlow calls take effect but answer
-/// after 4 s. Meanwhile 60 FlowRuns of `quick` must all succeed and `/readyz` must answer 200
+/// after 4 s, for 48 new FlowRuns: more than the 32 reconcile slots, of which one flow's
+/// StartFlow calls may hold only half. Meanwhile 60 FlowRuns of `quick` must all succeed and
+/// `/readyz` must answer 200
 /// every time it is asked (every 250 ms). Then the faults go and every `slow` run ends
 /// Succeeded. Bounds: phase 1 within 120 s, phase 2 within 60 s, the end within 90 s.
 #[tokio::test]
@@ -308,7 +310,8 @@ async fn appflow_faults_and_hangs_end_every_run_exactly_once_and_others_keep_goi
             Fault::slow_response("StartFlow", Duration::from_secs(4)).for_flow("slow"),
         ])
         .await;
-    let hanging = world.create_many(&names("hanging", 20), "slow", 8).await;
+    // More than the operator's 32 reconcile slots: a flow may hold only half of them.
+    let hanging = world.create_many(&names("hanging", 48), "slow", 8).await;
     let healthy = names("healthy", 60);
     let probes = async {
         let mut answers = Vec::new();
@@ -357,10 +360,11 @@ async fn appflow_faults_and_hangs_end_every_run_exactly_once_and_others_keep_goi
     }
 
     world.appflow.clear_faults().await;
+    let all = 120 + followed.len() + hanging.len() + healthy.len();
     let done = world
-        .wait_all(230, Duration::from_secs(90), Some(&operator), succeeded)
+        .wait_all(all, Duration::from_secs(90), Some(&operator), succeeded)
         .await;
-    assert_exactly_once(&world, &done, 230).await;
+    assert_exactly_once(&world, &done, all).await;
 }
 
 /// Two operators with leader election (lease 4 s, renew deadline 3 s, retry 500 ms), each with
