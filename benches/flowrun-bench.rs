@@ -8,8 +8,7 @@
 //!   record with the finalizer, and `Running`).
 //! - `burst`: N FlowRuns created at once; started runs per second (creation -> `executionId`
 //!   seen by a watch) and the latency percentiles.
-//! - `paced`: FlowRuns created at a steady rate (100/s, and 20/s, which this machine can
-//!   keep up with); latency percentiles.
+//! - `paced`: FlowRuns created at a steady rate (100/s and 20/s); latency percentiles.
 //! - `latency`: the burst with 100 ms added to every AppFlow call.
 //! - `economy`: full lifecycles; StartFlow calls and API server writes per FlowRun (from the
 //!   API server's audit log, so `hack/bench.sh` starts it with `FLOWRUN_AUDIT=1`).
