@@ -258,6 +258,24 @@ fn decide_start(
             "no AWS region: set spec.region or the operator's --default-region".into(),
         ));
     };
+    // The record pins a region the operator chose (--default-region), never another one.
+    if let Some(wanted) = &flowrun.spec.region
+        && *wanted != region
+    {
+        let message = format!(
+            "the start record says region {region} but spec.region is {wanted}; the record was \
+             edited by hand. Check the run history of flow {} in AppFlow and create a new \
+             FlowRun to run it again",
+            flowrun.spec.flow_name
+        );
+        return report(failed(
+            flowrun,
+            status,
+            observed,
+            Reason::InvalidObject,
+            message,
+        ));
+    }
     // Checked before every attempt: a record never grants what the policies no longer do.
     let policies: Vec<&FlowRunPolicy> = observed.policies.iter().map(Arc::as_ref).collect();
     let namespace = flowrun.namespace().unwrap_or_default();

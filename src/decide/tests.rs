@@ -235,7 +235,11 @@ fn hand_edited_start_record_or_running_status_fails_the_flowrun_without_a_call()
         "{}",
     );
     let running_without_run = flowrun("{phase: Running, clientToken: c}");
-    for flowrun in [garbage, running_without_run] {
+    let other_region = recorded(
+        &start_record("2026-11-25T10:00:00Z", "us-east-1", OPERATOR_IDENTITY),
+        "{}",
+    );
+    for flowrun in [garbage, running_without_run, other_region] {
         let transition = reported(decide(
             &flowrun,
             &observed("2026-11-25T10:00:01Z"),
