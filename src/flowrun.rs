@@ -105,15 +105,16 @@ impl FlowRunSpec {
     }
 }
 
-/// Where the FlowRun is in its life: Pending (not started yet), Starting (StartFlow is being
-/// called or retried), Running (AppFlow accepted the run), Succeeded, Failed (see message and
-/// conditions), Canceled (the run was canceled), or Activated (a scheduled or event-triggered
-/// flow was activated).
+/// Where the FlowRun is in its life: Pending (not started yet, or the first StartFlow call is
+/// under way), Starting (StartFlow failed and is retried), Running (AppFlow accepted the run),
+/// Succeeded, Failed (see message and conditions), Canceled (the run was canceled), or
+/// Activated (a scheduled or event-triggered flow was activated).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
-    /// Seen by the operator, not yet started.
+    /// Not started yet, or the first StartFlow call is under way (see the annotation
+    /// appflow.flowrun.dev/start).
     Pending,
-    /// StartFlow is being called (and retried) with the FlowRun's UID as idempotency token.
+    /// StartFlow failed and is retried, with the FlowRun's UID as idempotency token.
     Starting,
     /// AppFlow accepted the run; `executionId` names it.
     Running,
@@ -178,7 +179,7 @@ pub struct FlowRunStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
 
-    /// Time of the first StartFlow attempt.
+    /// Time of the first StartFlow attempt (also in the annotation appflow.flowrun.dev/start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
 
