@@ -189,19 +189,15 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, policy: &Policy) -> Decisi
         Phase::Running => {
             let Some(execution_id) = status.execution_id.clone() else {
                 // The operator writes Running only with the execution id: edited by hand.
-                let message = format!(
-                    "status.phase is Running but status.executionId is empty, so there is no \
-                     run to follow; the status was edited by hand. Check the run history of \
-                     flow {} in AppFlow and create a new FlowRun to run it again",
-                    flowrun.spec.flow_name
-                );
-                return report(failed(
+                return given_up(
                     flowrun,
                     status,
                     observed,
                     Reason::InvalidObject,
-                    message,
-                ));
+                    "status.phase is Running but status.executionId is empty, so there is no \
+                     run to follow; the status was edited by hand"
+                        .into(),
+                );
             };
             let flow = flow_key(flowrun, policy);
             match deadline(flowrun) {
@@ -235,15 +231,7 @@ fn decide_start(
 ) -> Decision {
     let record = match start_record(flowrun) {
         Ok(record) => record,
-        Err(message) => {
-            return report(failed(
-                flowrun,
-                status,
-                observed,
-                Reason::InvalidObject,
-                message,
-            ));
-        }
+        Err(why) => return given_up(flowrun, status, observed, Reason::InvalidObject, why),
     };
     let Some(region) = record
         .as_ref()
@@ -262,19 +250,11 @@ fn decide_start(
     if let Some(wanted) = &flowrun.spec.region
         && *wanted != region
     {
-        let message = format!(
+        let why = format!(
             "the start record says region {region} but spec.region is {wanted}; the record was \
-             edited by hand. Check the run history of flow {} in AppFlow and create a new \
-             FlowRun to run it again",
-            flowrun.spec.flow_name
+             edited by hand"
         );
-        return report(failed(
-            flowrun,
-            status,
-            observed,
-            Reason::InvalidObject,
-            message,
-        ));
+        return given_up(flowrun, status, observed, Reason::InvalidObject, why);
     }
     // Checked before every attempt: a record never grants what the policies no longer do.
     let policies: Vec<&FlowRunPolicy> = observed.policies.iter().map(Arc::as_ref).collect();
@@ -332,34 +312,21 @@ fn decide_start(
     if let Some(recorded) = &record.identity
         && *recorded != identity
     {
-        return report(failed(
-            flowrun,
-            status,
-            observed,
-            Reason::NotPermitted,
-            format!(
-                "the FlowRunPolicies changed while flow {} was being started: the first \
-                 StartFlow attempt was made as {recorded}, and they now allow {identity}. \
-                 Retrying under another identity could start a second run, so the FlowRun is \
-                 not retried; check the flow's run history in AppFlow and create a new FlowRun \
-                 to run it again",
-                flowrun.spec.flow_name
-            ),
-        ));
+        let why = format!(
+            "the FlowRunPolicies changed while flow {} was being started: the first StartFlow \
+             attempt was made as {recorded}, and they now allow {identity}. Retrying under \
+             another identity could start a second run, so the FlowRun is not retried",
+            flowrun.spec.flow_name
+        );
+        return given_up(flowrun, status, observed, Reason::NotPermitted, why);
     }
     if observed.now >= record.time + (TOKEN_WINDOW - TOKEN_SAFETY_MARGIN) {
-        return report(failed(
-            flowrun,
-            status,
-            observed,
-            Reason::StartOutcomeUnknown,
-            format!(
-                "StartFlow was first tried at {} and its outcome is unknown; AppFlow honours \
-                 the idempotency token for 8 hours only, so it is not retried. Check the run \
-                 history of flow {} in AppFlow and create a new FlowRun to run it again",
-                record.time, flowrun.spec.flow_name
-            ),
-        ));
+        let why = format!(
+            "StartFlow was first tried at {} and its outcome is unknown; AppFlow honours the \
+             idempotency token for 8 hours only, so it is not retried",
+            record.time
+        );
+        return given_up(flowrun, status, observed, Reason::StartOutcomeUnknown, why);
     }
     if let Some(deadline) = deadline(flowrun)
         && observed.now >= deadline
@@ -415,9 +382,7 @@ fn start_record(flowrun: &FlowRun) -> Result<Option<StartRecord>, String> {
     annotated_start(flowrun).transpose().map_err(|error| {
         format!(
             "annotation {START_ANNOTATION} does not parse ({error}); the operator writes it \
-             before the first StartFlow attempt and it must not be edited. Check the run \
-             history of flow {} in AppFlow and create a new FlowRun to run it again",
-            flowrun.spec.flow_name
+             before the first StartFlow attempt and it must not be edited"
         )
     })
 }
@@ -991,6 +956,23 @@ fn finished(
             .map(Duration::from_secs),
         ..Transition::default()
     }
+}
+
+/// A FlowRun the operator will not start or follow, because going on could run the flow twice
+/// (or report a run that is not there): it fails, and the message says what to do instead.
+fn given_up(
+    flowrun: &FlowRun,
+    status: FlowRunStatus,
+    observed: &Observed,
+    reason: Reason,
+    why: String,
+) -> Decision {
+    let message = format!(
+        "{why}. Check the run history of flow {} in AppFlow and create a new FlowRun to run it \
+         again",
+        flowrun.spec.flow_name
+    );
+    report(failed(flowrun, status, observed, reason, message))
 }
 
 /// A terminal failure: `Stalled=True`, a Warning event; the operator does nothing more.
