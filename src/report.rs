@@ -72,7 +72,7 @@ pub async fn apply(
         match api.delete(&flowrun.name_any(), &Default::default()).await {
             // Someone else deleted it first: the goal is reached.
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) if is_gone(&error) => {}
             Err(error) => return Err(failed("delete")(error)),
         }
     }
@@ -132,7 +132,40 @@ async fn write_metadata(
         .await
     {
         // Removing the last finalizer of a deleted object makes it vanish: nothing left to do.
-        Err(kube::Error::Api(status)) if status.code == 404 && !finalizer => Ok(None),
+        Err(error) if !finalizer && is_gone(&error) => Ok(None),
         other => other.map(Some),
+    }
+}
+
+/// The FlowRun is gone. A 404 alone does not say so: while an API server starts, it answers
+/// "404 page not found" for a CRD's resources before it serves them, and taking that for a
+/// deleted FlowRun once left a finalizer behind (seen in the API server restart chaos test).
+fn is_gone(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.is_not_found())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_not_found_status_means_the_flowrun_is_gone() {
+        let status = |reason: &str, message: &str| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code: 404,
+                reason: reason.into(),
+                message: message.into(),
+                ..kube::core::Status::default()
+            }))
+        };
+        assert!(is_gone(&status(
+            "NotFound",
+            "flowruns.appflow.flowrun.dev \"nightly\" not found"
+        )));
+        // What kube makes of a starting API server's "404 page not found".
+        assert!(!is_gone(&status(
+            "Failed to parse error data",
+            "404 page not found"
+        )));
     }
 }
