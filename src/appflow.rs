@@ -251,10 +251,7 @@ impl SdkAppFlow {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<(String, Option<AssumedRole>), aws_sdk_appflow::Client>>
     {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
-        self.clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.clients)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,6 +26,7 @@ use crate::decide::{
 };
 use crate::events::{self, EventPublisher};
 use crate::flowrun::FlowRun;
+use crate::lock;
 use crate::report::{self, FIELD_MANAGER, ReportError};
 use crate::telemetry::Telemetry;
 use crate::tenancy::PolicyWatch;
@@ -107,38 +108,29 @@ impl<A: AppFlow> Context<A> {
     }
 
     fn record_failure(&self, uid: &str) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut failures = lock(&self.failures);
         let count = failures.entry(uid.to_owned()).or_insert(0);
         *count = count.saturating_add(1);
         *count
     }
 
     fn clear_failures(&self, uid: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(uid);
+        lock(&self.failures).remove(uid);
     }
 
     fn answered_start(&self, token: &str) -> Option<StartedFlow> {
-        let answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
+        let answered = lock(&self.answered);
         answered.get(token).cloned()
     }
 
     fn remember_answer(&self, token: &str, started: &StartedFlow) {
-        self.answered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(token.to_owned(), started.clone());
+        lock(&self.answered).insert(token.to_owned(), started.clone());
     }
 
     /// A write for the FlowRun landed: what it had to record is recorded.
     fn reported(&self, uid: &str) {
         self.clear_failures(uid);
-        self.answered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(uid);
+        lock(&self.answered).remove(uid);
     }
 
     /// True while the watch has not delivered this operator's latest write to the FlowRun yet.
@@ -147,7 +139,7 @@ impl<A: AppFlow> Context<A> {
     /// resourceVersions are etcd revisions, so they are compared as numbers; a server whose
     /// versions are not numbers gets no such guard.
     fn is_stale(&self, uid: &str, flowrun: &FlowRun) -> bool {
-        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut written = lock(&self.written);
         let Some(&wrote) = written.get(uid) else {
             return false;
         };
@@ -166,10 +158,7 @@ impl<A: AppFlow> Context<A> {
             .and_then(|written| written.resource_version())
             .and_then(|version| version.parse().ok())
         {
-            self.written
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(uid.to_owned(), version);
+            lock(&self.written).insert(uid.to_owned(), version);
         }
     }
 }
@@ -200,10 +189,7 @@ impl StartSlots {
 
     fn take(&self, flow: &FlowKey) -> Option<StartSlot<'_>> {
         let key = (flow.region.clone(), flow.flow_name.clone());
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut in_flight = lock(&self.in_flight);
         let count = in_flight.entry(key.clone()).or_insert(0);
         if *count >= self.per_flow {
             return None;
@@ -218,11 +204,7 @@ impl StartSlots {
 
 impl Drop for StartSlot<'_> {
     fn drop(&mut self) {
-        let mut in_flight = self
-            .slots
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut in_flight = lock(&self.slots.in_flight);
         if let Some(count) = in_flight.get_mut(&self.flow) {
             *count -= 1;
             if *count == 0 {
@@ -536,10 +518,7 @@ mod tests {
         let third = slots.take(&flow("eu-west-1", "sales"));
         assert!(third.is_some(), "freed");
         drop((second, third));
-        let in_flight = slots
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let in_flight = lock(&slots.in_flight);
         assert!(in_flight.is_empty(), "no entry left behind: {in_flight:?}");
     }
 }

@@ -20,3 +20,11 @@ pub mod settings;
 pub mod telemetry;
 pub mod tenancy;
 pub mod tracker;
+
+/// Locks a mutex of plain maps and counters. A thread that panicked while holding it leaves
+/// them usable, so poisoning is ignored rather than spread.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

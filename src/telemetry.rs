@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
@@ -28,6 +28,7 @@ use crate::appflow::{
     AppFlow, AppFlowError, FailureKind, FlowKey, RecordsPage, StartFlowRequest, StartedFlow,
 };
 use crate::flowrun::{FlowRun, FlowRunStatus, Phase};
+use crate::lock;
 
 /// OpenMetrics text, which Prometheus scrapes natively.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -135,11 +136,6 @@ impl Default for Telemetry {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain counters behind: still usable.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Telemetry {

@@ -96,9 +96,7 @@ impl ExecutionTracker {
     }
 
     fn entry(&self, flow: &FlowKey) -> Arc<tokio::sync::Mutex<Snapshot>> {
-        self.flows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.flows)
             .entry(flow.clone())
             .or_default()
             .clone()
