@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -26,10 +25,6 @@ use crate::telemetry::Telemetry;
 
 /// Events waiting to be published; about 1 kB each.
 pub const QUEUE_CAPACITY: usize = 2048;
-/// Event writes in flight at once. One, so that a burst's events do not crowd out its status
-/// writes at the API server (bursts of 5,000 started at 0.64 to 0.66 of the ideal rate with 2
-/// to 4 in flight, 0.77 with 1). One at a time is still hundreds of events per second.
-const IN_FLIGHT: usize = 1;
 /// The events API caps notes at 1 kB.
 const MAX_NOTE_BYTES: usize = 1000;
 
@@ -56,20 +51,19 @@ impl EventPublisher {
         telemetry: Arc<Telemetry>,
     ) -> Self {
         let (queue, mut queued) = mpsc::channel(capacity);
-        let sender = Arc::new(Sender {
+        let writer = EventWriter {
             recorder: Recorder::new(client.clone(), reporter.clone()),
             client,
             reporter,
+        };
+        // One event write at a time, so that a burst's events do not crowd out its status
+        // writes at the API server (bursts of 5,000 started at 0.64 to 0.66 of the ideal rate
+        // with 2 to 4 in flight, 0.77 with 1). One at a time is still hundreds per second.
+        tokio::spawn(async move {
+            while let Some(event) = queued.recv().await {
+                writer.write(event).await;
+            }
         });
-        tokio::spawn(
-            futures::stream::poll_fn(move |cx| queued.poll_recv(cx)).for_each_concurrent(
-                IN_FLIGHT,
-                move |event| {
-                    let sender = Arc::clone(&sender);
-                    async move { sender.send(event).await }
-                },
-            ),
-        );
         EventPublisher {
             queue,
             dropping: AtomicBool::new(false),
@@ -107,15 +101,15 @@ impl EventPublisher {
     }
 }
 
-struct Sender {
+struct EventWriter {
     client: Client,
     reporter: Reporter,
     recorder: Recorder,
 }
 
-impl Sender {
+impl EventWriter {
     /// A failure is logged, never allowed to undo or repeat the transition it describes.
-    async fn send(&self, queued: Queued) {
+    async fn write(&self, queued: Queued) {
         let Queued {
             regarding,
             note,
