@@ -50,9 +50,11 @@ pub async fn apply(
             .map_err(failed("record the start"))?;
     }
     if let Some(status) = &transition.status {
-        written = write_status(api, flowrun, status)
-            .await
-            .map_err(failed("write the status"))?;
+        written = Some(
+            write_status(api, flowrun, status)
+                .await
+                .map_err(failed("write the status"))?,
+        );
         tracing::info!(
             flowrun = %format!("{}/{}", flowrun.namespace().unwrap_or_default(), flowrun.name_any()),
             phase = ?status.phase,
@@ -86,7 +88,7 @@ async fn write_status(
     api: &Api<FlowRun>,
     flowrun: &FlowRun,
     status: &FlowRunStatus,
-) -> Result<Option<FlowRun>, kube::Error> {
+) -> Result<FlowRun, kube::Error> {
     let patch = json!({
         "apiVersion": FlowRun::api_version(&()),
         "kind": FlowRun::kind(&()),
@@ -98,7 +100,6 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map(Some)
 }
 
 /// `metadata.finalizers` is a set and annotations a map: applying them with or without our
