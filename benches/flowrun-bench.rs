@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flowrun_operator::flowrun::{FlowRun, FlowRunSpec, Phase};
+use flowrun_api::flowrun::{FlowRun, FlowRunSpec, Phase};
 use futures::StreamExt;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};

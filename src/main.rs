@@ -8,14 +8,17 @@ use anyhow::{Context as _, bail};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use clap::{CommandFactory, Parser};
-use flowrun_operator::appflow::SdkAppFlow;
-use flowrun_operator::controller::{self, Context, Limits};
-use flowrun_operator::flowrun::FlowRun;
+use flowrun_api::{FlowRun, FlowRunPolicy};
+use flowrun_operator::act::metered::Metered;
+use flowrun_operator::act::sdk::SdkAppFlow;
 use flowrun_operator::leader;
+use flowrun_operator::policies::PolicyWatch;
+use flowrun_operator::reconcile::{Context, Limits};
 use flowrun_operator::settings::{LogFormat, Settings};
-use flowrun_operator::telemetry::{self, Metered, Role, Telemetry};
-use flowrun_operator::tenancy::{FlowRunPolicy, PolicyWatch};
-use kube::api::{Api, ListParams};
+use flowrun_operator::shutdown::shutdown_signal;
+use flowrun_operator::telemetry::{self, Role, Telemetry};
+use flowrun_operator::watch::{self, scoped_apis};
+use kube::api::ListParams;
 use tracing_subscriber::EnvFilter;
 
 /// How long start-up waits for the API server before giving up with a clear error.
@@ -24,9 +27,10 @@ const API_SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = Settings::parse();
+    let pod_name = env("POD_NAME");
     let election = settings
         .leader_election
-        .config(env("POD_NAMESPACE"), env("POD_NAME"))
+        .config(env("POD_NAMESPACE"), pod_name.clone())
         .unwrap_or_else(|error| {
             Settings::command()
                 .error(clap::error::ErrorKind::ValueValidation, error)
@@ -36,7 +40,7 @@ async fn main() -> ExitCode {
         eprintln!("error: {error:#}");
         return ExitCode::from(2);
     }
-    match run(settings, election).await {
+    match run(settings, election, pod_name).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -63,7 +67,11 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-async fn run(settings: Settings, election: Option<leader::Config>) -> anyhow::Result<()> {
+async fn run(
+    settings: Settings,
+    election: Option<leader::Config>,
+    pod_name: Option<String>,
+) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("failed to load Kubernetes credentials (in-cluster or KUBECONFIG)")?;
@@ -92,15 +100,15 @@ async fn run(settings: Settings, election: Option<leader::Config>) -> anyhow::Re
         )
         .load()
         .await;
-    let policy = settings.policy(sdk_config.region().map(ToString::to_string));
-    if policy.default_region.is_none() {
+    let rules = settings.rules(sdk_config.region().map(ToString::to_string));
+    if rules.default_region.is_none() {
         tracing::warn!(
             "No default AWS region (--default-region or AWS_REGION): FlowRuns must set spec.region"
         );
     }
     tracing::info!(
         kubernetes = %version.git_version,
-        default_region = policy.default_region.as_deref().unwrap_or_default(),
+        default_region = rules.default_region.as_deref().unwrap_or_default(),
         namespaces = ?settings.watch_namespaces,
         "Started flowrun-operator"
     );
@@ -109,7 +117,7 @@ async fn run(settings: Settings, election: Option<leader::Config>) -> anyhow::Re
     let ctx = Arc::new(Context::new(
         client.clone(),
         appflow,
-        policy,
+        rules,
         Limits {
             concurrency: settings.concurrency,
             start_rate: settings.start_rate_limit,
@@ -117,13 +125,14 @@ async fn run(settings: Settings, election: Option<leader::Config>) -> anyhow::Re
         },
         PolicyWatch::spawn(&client, &settings.watch_namespaces),
         telemetry.clone(),
+        pod_name,
     ));
     let stopping = telemetry.clone();
     tokio::spawn(async move {
-        leader::shutdown_signal().await;
+        shutdown_signal().await;
         stopping.set_role(Role::Stopping);
     });
-    let work = controller::run(ctx, &settings.watch_namespaces);
+    let work = watch::run(ctx, &settings.watch_namespaces);
     match election {
         Some(election) => leader::lead(client, election, telemetry, work).await?,
         None => {
@@ -151,10 +160,9 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let api: Api<K> = match namespaces.first() {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
+    // One namespace stands for all: the operator's permissions are the same in each (and
+    // scoped_apis never returns none).
+    let api = scoped_apis::<K>(client, namespaces).swap_remove(0);
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => bail!(

@@ -3,7 +3,7 @@
 
 mod support;
 
-use flowrun_operator::flowrun::FlowRun;
+use flowrun_api::flowrun::FlowRun;
 use kube::CustomResourceExt;
 use support::cluster::{client, install_crd, kubectl, kubectl_apply, unique_namespace};
 

@@ -1259,7 +1259,7 @@ async fn bad_config_exits_with_one_clear_error_line() {
     )
     .unwrap();
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_appflow-local"))
+    let output = std::process::Command::new(support::appflow_local::binary())
         .arg("--config")
         .arg(&config)
         .args(["--listen", "127.0.0.1:0"])

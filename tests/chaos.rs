@@ -12,7 +12,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flowrun_operator::flowrun::{FlowRun, Phase};
+use flowrun_api::flowrun::{FlowRun, Phase};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
@@ -686,10 +686,7 @@ async fn bad_input_is_refused_or_reported_and_never_stops_the_operator() {
     // Accepted and handled.
     let longest = "l".repeat(253);
     world.create(&longest, "quick").await;
-    let mut annotated = FlowRun::new(
-        "annotated",
-        flowrun_operator::flowrun::FlowRunSpec::new("quick"),
-    );
+    let mut annotated = FlowRun::new("annotated", flowrun_api::flowrun::FlowRunSpec::new("quick"));
     annotated
         .annotations_mut()
         .insert("example.com/blob".into(), "x".repeat(200_000));

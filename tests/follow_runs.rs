@@ -6,8 +6,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use flowrun_operator::conditions::{READY, RECONCILING, STALLED};
-use flowrun_operator::flowrun::{FlowRunSpec, FlowRunStatus, Phase};
+use flowrun_api::conditions::{READY, RECONCILING, STALLED};
+use flowrun_api::flowrun::{FlowRunSpec, FlowRunStatus, Phase};
 use kube::ResourceExt;
 use kube::api::DeleteParams;
 use kube::runtime::wait::{await_condition, conditions};

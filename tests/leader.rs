@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use flowrun_operator::flowrun::{FlowRunStatus, Phase};
+use flowrun_api::flowrun::{FlowRunStatus, Phase};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use support::appflow_local::{Fault, FaultKind};

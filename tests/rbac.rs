@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use flowrun_operator::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus, Phase};
-use flowrun_operator::tenancy::FlowRunPolicy;
+use flowrun_api::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus, Phase};
+use flowrun_api::policy::FlowRunPolicy;
 use kube::CustomResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::wait::await_condition;

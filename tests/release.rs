@@ -8,7 +8,7 @@ use std::fs::File;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flowrun_operator::flowrun::Phase;
+use flowrun_api::flowrun::Phase;
 use support::cluster::{cluster, repo_root};
 use support::flowruns::{FLOWS, World};
 

@@ -5,10 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use flowrun_operator::conditions::{READY, RECONCILING, STALLED};
-use flowrun_operator::decide::{FINALIZER, START_ANNOTATION};
-use flowrun_operator::flowrun::FlowRun;
-use flowrun_operator::flowrun::Phase;
+use flowrun_api::conditions::{READY, RECONCILING, STALLED};
+use flowrun_api::flowrun::FlowRun;
+use flowrun_api::flowrun::Phase;
+use flowrun_api::{FINALIZER, START_ANNOTATION};
 use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -18,7 +18,7 @@ use support::flowruns::{FLOWS, World, condition, is, uid};
 
 const START: Duration = Duration::from_secs(30);
 
-fn phase_is(phase: Phase) -> impl Fn(&flowrun_operator::flowrun::FlowRunStatus) -> bool {
+fn phase_is(phase: Phase) -> impl Fn(&flowrun_api::flowrun::FlowRunStatus) -> bool {
     move |status| status.phase == Some(phase)
 }
 
@@ -230,7 +230,7 @@ async fn flow_created_after_its_flowrun_is_waited_for_then_started() {
         })
         .await;
     let status = waiting.status.expect("status");
-    assert_eq!(status.phase, Some(Phase::Starting));
+    assert_eq!(status.phase, Some(Phase::Retrying));
     assert_eq!(condition(&status, READY), is("False", "FlowNotFound"));
     assert_eq!(condition(&status, STALLED), is("False", "FlowNotFound"));
     world.wait_for_event("early", "FlowNotFound").await;

@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use flowrun_operator::conditions::{READY, STALLED};
-use flowrun_operator::flowrun::{FlowRunSpec, FlowRunStatus, Phase};
-use flowrun_operator::tenancy::{FlowRunPolicy, FlowRunPolicySpec, OPERATOR_IDENTITY};
+use flowrun_api::conditions::{READY, STALLED};
+use flowrun_api::flowrun::{FlowRunSpec, FlowRunStatus, Phase};
+use flowrun_api::policy::{FlowRunPolicy, FlowRunPolicySpec, OPERATOR_IDENTITY};
 use kube::api::{Api, PostParams};
 use support::flowruns::{World, condition, is};
 
@@ -163,7 +163,7 @@ async fn a_role_that_cannot_be_assumed_is_a_retried_condition_until_it_can() {
         })
         .await;
     let status = waiting.status.expect("status");
-    assert_eq!(status.phase, Some(Phase::Starting));
+    assert_eq!(status.phase, Some(Phase::Retrying));
     assert_eq!(
         condition(&status, READY),
         is("False", "CredentialsUnavailable")

@@ -9,8 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_appflow::config::retry::RetryConfig;
@@ -24,6 +25,39 @@ pub const TEST_ACCESS_KEY_ID: &str = "AKIDAPPFLOWLOCAL";
 pub const TEST_REGION: &str = "us-east-1";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The `appflow-local` binary, built in the profile of the test (or benchmark) that runs it.
+/// It is another crate of the workspace, so cargo does not build it for this crate's tests:
+/// the first call in a process asks cargo to (a no-op when it is up to date).
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // The test binary is <target>/<profile dir>/deps/<name>.
+        let test_binary = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = test_binary
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test binary lies in <target>/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+            Some("debug") => "dev",
+            Some(other) => other,
+            None => panic!("no profile in {}", profile_dir.display()),
+        };
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--locked", "--quiet", "--package", "appflow-local"])
+            .args(["--bin", "appflow-local", "--profile", profile])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo to build appflow-local");
+        assert!(
+            status.success(),
+            "cargo build --package appflow-local failed"
+        );
+        profile_dir.join("appflow-local")
+    })
+}
 
 pub struct LocalAppFlow {
     child: Child,
@@ -44,7 +78,7 @@ impl LocalAppFlow {
         let log_path = dir.path().join("appflow-local.log");
         std::fs::write(&config_path, config_yaml).expect("write the appflow-local config");
         let log = File::create(&log_path).expect("create the appflow-local log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_appflow-local"))
+        let mut child = Command::new(binary())
             .arg("--config")
             .arg(&config_path)
             .args(["--listen", "127.0.0.1:0", "--address-file"])

@@ -8,8 +8,8 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Client, CustomResourceExt, ResourceExt};
 
-use flowrun_operator::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus};
-use flowrun_operator::tenancy::FlowRunPolicy;
+use flowrun_api::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus};
+use flowrun_api::policy::FlowRunPolicy;
 
 use super::appflow_local::LocalAppFlow;
 use super::cluster::{client, install_crd, unique_namespace};

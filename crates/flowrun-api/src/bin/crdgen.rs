@@ -1,0 +1,8 @@
+//! Prints the FlowRun CustomResourceDefinition as YAML. `crds/flowrun.yaml` holds its output,
+//! and a test fails when the two differ: after changing the Rust types, run
+//! `cargo run --bin crdgen > crds/flowrun.yaml`.
+
+fn main() -> Result<(), serde_yaml_ng::Error> {
+    print!("{}", flowrun_api::crd_yaml()?);
+    Ok(())
+}

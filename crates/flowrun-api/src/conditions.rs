@@ -1,0 +1,79 @@
+//! Condition types and reasons are API: users and tools (`kubectl wait`, Flux, Argo CD) match on
+//! them, so they are named once, here. The types follow kstatus: `Ready`, `Reconciling` and
+//! `Stalled`.
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// Why a condition has its status. Each reason is also the reason of the event published on the
+/// transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// AppFlow accepted the run and it is in progress.
+    Running,
+    /// A scheduled or event-triggered flow was activated.
+    Activated,
+    /// The flow does not exist (yet); retried for the not-found grace period.
+    FlowNotFound,
+    /// AppFlow refused the request in a way a retry cannot fix.
+    InvalidRequest,
+    /// AppFlow denied access to the flow.
+    AccessDenied,
+    /// An AppFlow service quota (e.g. concurrent runs) was reached.
+    QuotaExceeded,
+    /// AppFlow reported a conflict, e.g. the flow is being updated.
+    Conflict,
+    /// AppFlow throttled the call even after the SDK's own retries.
+    Throttled,
+    /// AppFlow failed, timed out or could not be reached.
+    AppFlowUnavailable,
+    /// The StartFlow outcome is unknown and AppFlow no longer honours the idempotency token.
+    StartOutcomeUnknown,
+    /// The FlowRun cannot be read (e.g. written under an older schema; it is skipped), or its
+    /// status or start record was edited by hand into something the operator cannot act on.
+    InvalidObject,
+    /// No FlowRunPolicy of the namespace allows the flow in the region.
+    NotPermitted,
+    /// No AWS credentials: the IAM role of the FlowRun's policy could not be assumed, or the
+    /// operator's own credential chain failed; retried.
+    CredentialsUnavailable,
+    /// The run finished successfully.
+    Succeeded,
+    /// The run ended with an error in AppFlow.
+    ExecutionFailed,
+    /// The run was canceled.
+    ExecutionCanceled,
+    /// The run outlived spec.activeDeadlineSeconds and was canceled.
+    DeadlineExceeded,
+    /// The FlowRun was deleted while its run was in progress; the run was canceled (event only).
+    CanceledOnDelete,
+    /// ttlSecondsAfterFinished passed; the FlowRun is deleted (event only).
+    TtlExpired,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Running => "Running",
+            Reason::Activated => "Activated",
+            Reason::FlowNotFound => "FlowNotFound",
+            Reason::InvalidRequest => "InvalidRequest",
+            Reason::AccessDenied => "AccessDenied",
+            Reason::QuotaExceeded => "QuotaExceeded",
+            Reason::Conflict => "Conflict",
+            Reason::Throttled => "Throttled",
+            Reason::AppFlowUnavailable => "AppFlowUnavailable",
+            Reason::StartOutcomeUnknown => "StartOutcomeUnknown",
+            Reason::InvalidObject => "InvalidObject",
+            Reason::NotPermitted => "NotPermitted",
+            Reason::CredentialsUnavailable => "CredentialsUnavailable",
+            Reason::Succeeded => "Succeeded",
+            Reason::ExecutionFailed => "ExecutionFailed",
+            Reason::ExecutionCanceled => "ExecutionCanceled",
+            Reason::DeadlineExceeded => "DeadlineExceeded",
+            Reason::CanceledOnDelete => "CanceledOnDelete",
+            Reason::TtlExpired => "TtlExpired",
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The pure rules of flowrun-operator: given a FlowRun and what was observed (the clock, the
+//! policies, AppFlow's answers), what to do. No Kubernetes client, no async runtime, no AWS SDK:
+//! every rule is tested as a row in a table.
+//!
+//! - [`decide`]: the pipeline's decide step.
+//! - [`appflow`]: AppFlow's calls and answers as data, and what its errors mean.
+//! - [`permit`]: a FlowRun checked against its namespace's FlowRunPolicies.
+//! - [`conditions`]: kstatus conditions merged; [`backoff`]: retry and poll delays.
+//! - [`trim`]: what the watch cache may drop because the rules never read it.
+
+pub mod appflow;
+pub mod backoff;
+pub mod conditions;
+pub mod decide;
+pub mod permit;
+pub mod trim;

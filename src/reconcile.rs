@@ -1,0 +1,273 @@
+//! One reconcile, read as the pipeline: observe -> decide -> act -> report. Lines that touch
+//! the network: `act` (AppFlow) and `report` (Kubernetes).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flowrun_api::conditions::Reason;
+use flowrun_api::{FIELD_MANAGER, FlowRun};
+use flowrun_core::backoff::retry_delay;
+use flowrun_core::decide::{self, Decision, EventNote, EventType, Observed, Outcome, Rules};
+use jiff::Timestamp;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Reporter;
+use kube::{Client, Resource, ResourceExt};
+
+use crate::act::{Actor, AppFlow, start_slot_wait};
+use crate::lock;
+use crate::policies::PolicyWatch;
+use crate::report::events::{self, EventPublisher};
+use crate::report::{self, ReportError};
+use crate::telemetry::Telemetry;
+
+/// How much the controller does at once.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// FlowRuns reconciled at once (`--concurrency`).
+    pub concurrency: u16,
+    /// StartFlow calls per second, all flows together (`--start-rate-limit`).
+    pub start_rate: NonZeroU32,
+    /// How long one read of a flow's history serves its runs: the shortest poll interval.
+    pub poll_tick: Duration,
+}
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context<A> {
+    pub client: Client,
+    pub act: Actor<A>,
+    events: EventPublisher,
+    pub rules: Rules,
+    pub(crate) concurrency: u16,
+    /// Consecutive unexpected errors per FlowRun UID, for the error policy's backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// The resourceVersion of this operator's latest write per FlowRun UID, until the watch
+    /// has delivered it (see `is_stale`).
+    written: Mutex<HashMap<String, u64>>,
+    /// Metrics and readiness.
+    pub telemetry: Arc<Telemetry>,
+    /// The FlowRunPolicies of the watched namespaces.
+    pub(crate) policies: PolicyWatch,
+}
+
+impl<A: AppFlow> Context<A> {
+    /// `pod_name` names this replica in the events it publishes.
+    pub fn new(
+        client: Client,
+        appflow: A,
+        rules: Rules,
+        limits: Limits,
+        policies: PolicyWatch,
+        telemetry: Arc<Telemetry>,
+        pod_name: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: pod_name,
+        };
+        Context {
+            events: EventPublisher::spawn(
+                client.clone(),
+                reporter,
+                events::QUEUE_CAPACITY,
+                telemetry.clone(),
+            ),
+            client,
+            // At most half the reconcile slots wait on one flow's StartFlow: a flow whose calls
+            // hang until the AWS timeout must not hold them all and stall the other flows.
+            act: Actor::new(
+                appflow,
+                limits.start_rate,
+                usize::from(limits.concurrency / 2).max(1),
+                limits.poll_tick,
+            ),
+            rules,
+            concurrency: limits.concurrency,
+            failures: Mutex::default(),
+            written: Mutex::default(),
+            telemetry,
+            policies,
+        }
+    }
+
+    fn record_failure(&self, uid: &str) -> u32 {
+        let mut failures = lock(&self.failures);
+        let count = failures.entry(uid.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn clear_failures(&self, uid: &str) {
+        lock(&self.failures).remove(uid);
+    }
+
+    /// A write for the FlowRun landed: what it had to record is recorded.
+    fn reported(&self, uid: &str) {
+        self.clear_failures(uid);
+        self.act.forget_answer(uid);
+    }
+
+    /// True while the watch has not delivered this operator's latest write to the FlowRun yet.
+    /// Under load the watch can lag behind a requeue; deciding on the older copy would repeat
+    /// the step already taken (StartFlow again, or a status written back over a newer one).
+    /// resourceVersions are etcd revisions, so they are compared as numbers; a server whose
+    /// versions are not numbers gets no such guard.
+    fn is_stale(&self, uid: &str, flowrun: &FlowRun) -> bool {
+        let mut written = lock(&self.written);
+        let Some(&wrote) = written.get(uid) else {
+            return false;
+        };
+        let seen = flowrun
+            .resource_version()
+            .and_then(|version| version.parse::<u64>().ok());
+        if seen.is_some_and(|seen| seen < wrote) {
+            return true;
+        }
+        written.remove(uid);
+        false
+    }
+
+    fn remember_write(&self, uid: &str, written: Option<&FlowRun>) {
+        if let Some(version) = written
+            .and_then(|written| written.resource_version())
+            .and_then(|version| version.parse().ok())
+        {
+            lock(&self.written).insert(uid.to_owned(), version);
+        }
+    }
+}
+
+/// How soon a FlowRun whose cached copy predates the operator's own write is looked at again,
+/// should the watch event of that write (which triggers a reconcile at once) not come.
+const STALE_RECHECK: Duration = Duration::from_secs(1);
+
+pub(crate) async fn reconcile<A: AppFlow>(
+    guarded: Arc<DeserializeGuard<FlowRun>>,
+    ctx: Arc<Context<A>>,
+) -> Result<Action, ReportError> {
+    let flowrun = match &guarded.0 {
+        Ok(flowrun) => flowrun,
+        Err(invalid) => {
+            report_invalid(&ctx, invalid);
+            return Ok(Action::await_change());
+        }
+    };
+    let uid = flowrun.uid().unwrap_or_default();
+    if ctx.is_stale(&uid, flowrun) {
+        return Ok(Action::requeue(STALE_RECHECK));
+    }
+    let api: Api<FlowRun> =
+        Api::namespaced(ctx.client.clone(), &flowrun.namespace().unwrap_or_default());
+    let mut flowrun = Cow::Borrowed(flowrun);
+    loop {
+        // Observe.
+        let observed = observe(&ctx, &flowrun);
+        // Decide.
+        let (outcome, action) = match decide::decide(&flowrun, &observed, &ctx.rules) {
+            Decision::Done(outcome) => (outcome, "Reconcile"),
+            Decision::Call(call) => {
+                // Act.
+                let operation = call.operation();
+                let Some(answer) = ctx.act.call(&object_key(flowrun.as_ref()), call).await else {
+                    return Ok(Action::requeue(start_slot_wait()));
+                };
+                let observed = observe(&ctx, &flowrun);
+                let outcome = decide::after(&flowrun, &observed, &ctx.rules, answer);
+                (outcome, operation)
+            }
+        };
+        let transition = match outcome {
+            Outcome::Wait(requeue) => return Ok(wait(&ctx, &uid, requeue)),
+            Outcome::Report(transition) => *transition,
+        };
+
+        // Report.
+        let written = report::apply(&api, &ctx.events, &flowrun, &transition, action).await?;
+        ctx.remember_write(&uid, written.as_ref());
+        ctx.telemetry
+            .record_transition(flowrun.status.as_ref(), transition.status.as_ref());
+        ctx.reported(&uid);
+        match written {
+            // The write returned the newest FlowRun: no need to wait for the watch to see it.
+            Some(written) if transition.proceed => flowrun = Cow::Owned(written),
+            _ => {
+                return Ok(transition
+                    .requeue
+                    .map_or_else(Action::await_change, Action::requeue));
+            }
+        }
+    }
+}
+
+fn wait<A: AppFlow>(ctx: &Context<A>, uid: &str, requeue: Option<Duration>) -> Action {
+    ctx.clear_failures(uid);
+    requeue.map_or_else(Action::await_change, Action::requeue)
+}
+
+fn observe<A>(ctx: &Context<A>, flowrun: &FlowRun) -> Observed {
+    Observed {
+        now: Timestamp::now(),
+        jitter: fastrand::f64(),
+        policies: ctx
+            .policies
+            .of_namespace(&flowrun.namespace().unwrap_or_default()),
+    }
+}
+
+/// Unexpected errors (the API server refused or lost a status write): retry with the same
+/// capped exponential backoff as AppFlow errors, per FlowRun.
+pub(crate) fn error_policy<A: AppFlow>(
+    guarded: Arc<DeserializeGuard<FlowRun>>,
+    error: &ReportError,
+    ctx: Arc<Context<A>>,
+) -> Action {
+    let failures = ctx.record_failure(&guarded.uid().unwrap_or_default());
+    let delay = retry_delay(&ctx.rules, failures, fastrand::f64());
+    tracing::warn!(
+        flowrun = %object_key(guarded.as_ref()),
+        error = %error,
+        source = %std::error::Error::source(error).map(ToString::to_string).unwrap_or_default(),
+        retry_in = %format!("{delay:#}"),
+        "Reconcile failed"
+    );
+    Action::requeue(Duration::try_from(delay).unwrap_or(Duration::from_secs(1)))
+}
+
+/// A FlowRun that does not parse (e.g. written under an older schema) is reported and skipped,
+/// so it cannot stop the controller from serving the others.
+fn report_invalid<A>(ctx: &Context<A>, invalid: &kube::core::error_boundary::InvalidObject) {
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
+    tracing::warn!(flowrun = %format!("{namespace}/{name}"), error = %invalid.error, "Skipped invalid FlowRun");
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(FlowRun::api_version(&()).into_owned()),
+        kind: Some(FlowRun::kind(&()).into_owned()),
+        name: Some(name),
+        namespace: Some(namespace),
+        uid: invalid.metadata.uid.clone(),
+        resource_version: invalid.metadata.resource_version.clone(),
+        ..Default::default()
+    };
+    let note = EventNote {
+        type_: EventType::Warning,
+        reason: Reason::InvalidObject,
+        note: format!(
+            "The operator cannot read this FlowRun and skips it: {}",
+            invalid.error
+        ),
+    };
+    ctx.events.publish(regarding, &note, "Reconcile");
+}
+
+/// `namespace/name`, the way users name a FlowRun in logs.
+fn object_key(object: &impl ResourceExt) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}

@@ -1,0 +1,335 @@
+//! What is counted: the metric families, their labels (each a small fixed set of values) and
+//! the pure functions that pick a label.
+
+use flowrun_api::{FlowRun, FlowRunStatus, Phase};
+use flowrun_core::appflow::{AppFlowError, FailureKind, service_error_code};
+use kube::core::DeserializeGuard;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+
+const RECONCILE_BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const CALL_BUCKETS: [f64; 11] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Flow runs take seconds to hours.
+const RUN_BUCKETS: [f64; 13] = [
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+];
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ReasonLabels {
+    pub(super) reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct CallLabels {
+    pub(super) operation: &'static str,
+    pub(super) outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct OperationLabels {
+    pub(super) operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct PhaseLabels {
+    pub(super) phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct BuildLabels {
+    pub(super) version: &'static str,
+}
+
+pub(super) struct Metrics {
+    pub(super) reconciles: Counter,
+    pub(super) reconcile_duration: Histogram,
+    pub(super) reconcile_errors: Family<ReasonLabels, Counter>,
+    pub(super) appflow_calls: Family<CallLabels, Counter>,
+    pub(super) appflow_call_duration: Family<OperationLabels, Histogram>,
+    pub(super) flowruns: Family<PhaseLabels, Gauge>,
+    pub(super) run_duration: Family<PhaseLabels, Histogram>,
+    pub(super) leader: Gauge,
+    pub(super) events_dropped: Counter,
+    build_info: Family<BuildLabels, Gauge>,
+}
+
+impl Metrics {
+    pub(super) fn new() -> Self {
+        let metrics = Metrics {
+            reconciles: Counter::default(),
+            reconcile_duration: Histogram::new(RECONCILE_BUCKETS),
+            reconcile_errors: Family::default(),
+            appflow_calls: Family::default(),
+            appflow_call_duration: Family::new_with_constructor(|| Histogram::new(CALL_BUCKETS)),
+            flowruns: Family::default(),
+            run_duration: Family::new_with_constructor(|| Histogram::new(RUN_BUCKETS)),
+            leader: Gauge::default(),
+            events_dropped: Counter::default(),
+            build_info: Family::default(),
+        };
+        // Present from the start, so that dashboards and alerts see zeros rather than nothing.
+        for phase in [Phase::Succeeded, Phase::Failed, Phase::Canceled] {
+            let _ = metrics.run_duration.get_or_create_owned(&PhaseLabels {
+                phase: phase.as_str().to_owned(),
+            });
+        }
+        metrics
+            .build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        metrics
+    }
+
+    /// Registers every family in `registry`.
+    pub(super) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "reconciles",
+            "FlowRun reconciles completed, successful or not",
+            self.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took, AppFlow and Kubernetes calls included",
+            self.reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by reason (Conflict, NotFound, Forbidden, Invalid, \
+             Throttled, ServerError, ApiError, Transport, Other); they are retried with backoff",
+            self.reconcile_errors.clone(),
+        );
+        registry.register(
+            "appflow_calls",
+            "AppFlow API calls by operation and outcome (ok, throttled, unavailable, error, or \
+             the AWS error code)",
+            self.appflow_calls.clone(),
+        );
+        registry.register(
+            "appflow_call_duration_seconds",
+            "Time one AppFlow API call took, the SDK's retries included",
+            self.appflow_call_duration.clone(),
+        );
+        registry.register(
+            "flowruns",
+            "FlowRuns watched by this replica, by phase (Invalid: not readable)",
+            self.flowruns.clone(),
+        );
+        registry.register(
+            "run_duration_seconds",
+            "Duration of finished flow runs, from the first StartFlow attempt to the end, by \
+             final phase",
+            self.run_duration.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica leads (reconciles), 0 while it stands by",
+            self.leader.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Kubernetes events dropped because too many were waiting to be published (the \
+             statuses carry the same facts)",
+            self.events_dropped.clone(),
+        );
+        registry.register(
+            "build_info",
+            "The operator's version",
+            self.build_info.clone(),
+        );
+    }
+}
+
+/// FlowRuns per phase; every phase is present, `Invalid` counts unreadable ones.
+pub(super) fn count_phases(
+    flowruns: impl Iterator<Item = Arc<DeserializeGuard<FlowRun>>>,
+) -> Vec<(String, i64)> {
+    let mut counts: Vec<(String, i64)> = Phase::ALL
+        .iter()
+        .map(|phase| (phase.as_str().to_owned(), 0))
+        .collect();
+    for flowrun in flowruns {
+        let phase = match &flowrun.0 {
+            Ok(flowrun) => flowrun.phase().as_str().to_owned(),
+            Err(_) => "Invalid".to_owned(),
+        };
+        match counts.iter_mut().find(|(name, _)| *name == phase) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((phase, 1)),
+        }
+    }
+    counts
+}
+
+/// `(final phase, seconds)` when this write ended a run that AppFlow started.
+pub(super) fn finished_run(
+    before: Option<&FlowRunStatus>,
+    after: Option<&FlowRunStatus>,
+) -> Option<(String, f64)> {
+    let after = after?;
+    let phase = after.phase?;
+    let ended = phase.is_final() && phase != Phase::Activated && after.execution_id.is_some();
+    if !ended || before.and_then(|status| status.phase) == Some(phase) {
+        return None;
+    }
+    let start = after.start_time.as_ref()?.0;
+    let end = after.completion_time.as_ref()?.0;
+    let seconds = end.duration_since(start).as_secs_f64();
+    Some((phase.as_str().to_owned(), seconds.max(0.0)))
+}
+
+/// The reason label of a failed reconcile, from the Kubernetes error in its source chain.
+pub(super) fn error_reason(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(kube) = error.downcast_ref::<kube::Error>() {
+            return match kube {
+                kube::Error::Api(status) => match status.code {
+                    409 => "Conflict",
+                    404 | 410 => "NotFound",
+                    401 | 403 => "Forbidden",
+                    400 | 422 => "Invalid",
+                    429 => "Throttled",
+                    500..=599 => "ServerError",
+                    _ => "ApiError",
+                },
+                _ => "Transport",
+            };
+        }
+        current = error.source();
+    }
+    "Other"
+}
+
+/// The outcome label of an AppFlow call.
+pub(super) fn call_outcome(error: Option<&AppFlowError>) -> &'static str {
+    let Some(error) = error else {
+        return "ok";
+    };
+    if error.kind == FailureKind::Throttled {
+        return "throttled";
+    }
+    match error.code.as_deref() {
+        Some(code) => service_error_code(code).unwrap_or("OtherError"),
+        None if error.kind == FailureKind::Unavailable => "unavailable",
+        None => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    fn error(kind: FailureKind, code: Option<&str>) -> AppFlowError {
+        AppFlowError {
+            kind,
+            code: code.map(str::to_owned),
+            message: "a message that must never become a label".to_owned(),
+        }
+    }
+
+    #[test]
+    fn call_outcomes_are_a_small_fixed_set() {
+        use FailureKind::*;
+        let table = [
+            (None, "ok"),
+            (
+                Some(error(Throttled, Some("ThrottlingException"))),
+                "throttled",
+            ),
+            (Some(error(Throttled, None)), "throttled"),
+            (
+                Some(error(FlowNotFound, Some("ResourceNotFoundException"))),
+                "ResourceNotFoundException",
+            ),
+            (
+                Some(error(AccessDenied, Some("AccessDeniedException"))),
+                "AccessDeniedException",
+            ),
+            (
+                Some(error(Unavailable, Some("InternalServerException"))),
+                "InternalServerException",
+            ),
+            (
+                Some(error(Unavailable, Some("BrandNewException"))),
+                "OtherError",
+            ),
+            (Some(error(Unavailable, None)), "unavailable"),
+            (Some(error(InvalidRequest, None)), "error"),
+        ];
+        for (error, outcome) in table {
+            assert_eq!(call_outcome(error.as_ref()), outcome, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn reconcile_errors_are_labelled_by_the_kubernetes_error_in_their_source_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed to write the status")]
+        struct Wrapper(#[source] kube::Error);
+
+        let api = |code: u16| {
+            kube::Error::Api(
+                kube::core::Status::failure("message", "Reason")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        assert_eq!(error_reason(&Wrapper(api(409))), "Conflict");
+        assert_eq!(error_reason(&Wrapper(api(403))), "Forbidden");
+        assert_eq!(error_reason(&Wrapper(api(422))), "Invalid");
+        assert_eq!(error_reason(&Wrapper(api(503))), "ServerError");
+        assert_eq!(error_reason(&Wrapper(api(418))), "ApiError");
+        assert_eq!(
+            error_reason(&Wrapper(kube::Error::LinesCodecMaxLineLengthExceeded)),
+            "Transport"
+        );
+        assert_eq!(error_reason(&std::fmt::Error), "Other");
+    }
+
+    fn status(phase: Phase, execution: bool, start: i64, end: Option<i64>) -> FlowRunStatus {
+        let time = |s: i64| Time(Timestamp::from_second(1_800_000_000 + s).expect("valid"));
+        FlowRunStatus {
+            phase: Some(phase),
+            execution_id: execution.then(|| "e-1".to_owned()),
+            start_time: Some(time(start)),
+            completion_time: end.map(time),
+            ..FlowRunStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_run_duration_is_recorded_once_when_a_started_run_ends() {
+        let running = status(Phase::Running, true, 0, None);
+        let succeeded = status(Phase::Succeeded, true, 0, Some(90));
+        let failed = status(Phase::Failed, true, 0, Some(30));
+        assert_eq!(
+            finished_run(Some(&running), Some(&succeeded)),
+            Some(("Succeeded".to_owned(), 90.0))
+        );
+        assert_eq!(
+            finished_run(Some(&running), Some(&failed)),
+            Some(("Failed".to_owned(), 30.0))
+        );
+        // Written again (a retried reconcile): not a second run.
+        assert_eq!(finished_run(Some(&succeeded), Some(&succeeded)), None);
+        // Failed before AppFlow started anything, activated, or still running: no run ended.
+        let never_started = status(Phase::Failed, false, 0, Some(600));
+        assert_eq!(finished_run(None, Some(&never_started)), None);
+        let activated = status(Phase::Activated, false, 0, Some(1));
+        assert_eq!(finished_run(None, Some(&activated)), None);
+        assert_eq!(finished_run(None, Some(&running)), None);
+        assert_eq!(finished_run(Some(&running), None), None);
+    }
+}

@@ -1,0 +1,181 @@
+//! Report, for machines: Prometheus metrics and the liveness and readiness probes, served over
+//! HTTP on one port ([`server`]).
+//!
+//! Every label has a small, fixed set of values (operations, outcomes, phases, reasons), never
+//! a FlowRun name or an error message, so the number of series stays bounded however many
+//! FlowRuns there are ([`metrics`]).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use flowrun_api::{FlowRun, FlowRunStatus};
+use flowrun_core::appflow::AppFlowError;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
+use prometheus_client::registry::Registry;
+
+use crate::lock;
+
+mod health;
+mod metrics;
+pub mod server;
+
+pub use health::Role;
+pub use server::serve;
+
+use health::{Watches, readiness};
+use metrics::{
+    CallLabels, Metrics, OperationLabels, PhaseLabels, ReasonLabels, call_outcome, count_phases,
+    error_reason, finished_run,
+};
+
+/// The operator's metrics and health, shared by the controller, the leader election and the
+/// HTTP server.
+pub struct Telemetry {
+    registry: Registry,
+    metrics: Metrics,
+    role: Mutex<Role>,
+    watches: Mutex<Watches>,
+    /// One scrape at a time: the phase gauges are recounted for each.
+    scrape: Mutex<()>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let metrics = Metrics::new();
+        let mut registry = Registry::with_prefix("flowrun");
+        metrics.register(&mut registry);
+        Telemetry {
+            registry,
+            metrics,
+            role: Mutex::new(Role::Starting),
+            watches: Mutex::default(),
+            scrape: Mutex::default(),
+        }
+    }
+
+    pub fn set_role(&self, role: Role) {
+        self.metrics
+            .leader
+            .set(i64::from(matches!(role, Role::Leading)));
+        *lock(&self.role) = role;
+    }
+
+    pub fn role(&self) -> Role {
+        lock(&self.role).clone()
+    }
+
+    /// Follows a controller's cache: readiness waits until it has synced, and the phase gauges
+    /// count its FlowRuns. The future never resolves: poll it beside the controller, in the same
+    /// task. (The cache's readiness signal keeps one waker: a waiter in another task could take
+    /// the controller's turn and stall it.)
+    pub fn watch_store(
+        self: &Arc<Self>,
+        store: Store<DeserializeGuard<FlowRun>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        lock(&self.watches).stores.push(store.clone());
+        let telemetry = Arc::clone(self);
+        async move {
+            if store.wait_until_ready().await.is_ok() {
+                lock(&telemetry.watches).synced += 1;
+                tracing::info!("FlowRun watch synced");
+            }
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// `(ready, what /readyz says)`.
+    pub fn readiness(&self) -> (bool, String) {
+        let watches = lock(&self.watches);
+        readiness(&self.role(), watches.stores.len(), watches.synced)
+    }
+
+    /// Times a reconcile and counts it, and its error by reason.
+    pub async fn measure_reconcile<T, E>(
+        &self,
+        reconcile: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E>
+    where
+        E: std::error::Error + 'static,
+    {
+        let started = Instant::now();
+        let result = reconcile.await;
+        self.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.reconciles.inc();
+        if let Err(error) = &result {
+            self.metrics
+                .reconcile_errors
+                .get_or_create(&ReasonLabels {
+                    reason: error_reason(error),
+                })
+                .inc();
+        }
+        result
+    }
+
+    /// Times an AppFlow call and counts it by outcome.
+    pub async fn measure_call<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, AppFlowError>>,
+    ) -> Result<T, AppFlowError> {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics
+            .appflow_call_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .appflow_calls
+            .get_or_create(&CallLabels {
+                operation,
+                outcome: call_outcome(result.as_ref().err()),
+            })
+            .inc();
+        result
+    }
+
+    pub fn count_dropped_event(&self) {
+        self.metrics.events_dropped.inc();
+    }
+
+    /// Call after a status write: a run that just finished adds its duration.
+    pub fn record_transition(&self, before: Option<&FlowRunStatus>, after: Option<&FlowRunStatus>) {
+        if let Some((phase, seconds)) = finished_run(before, after) {
+            self.metrics
+                .run_duration
+                .get_or_create(&PhaseLabels { phase })
+                .observe(seconds);
+        }
+    }
+
+    /// The metrics in OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let _one_at_a_time = lock(&self.scrape);
+        let counts = {
+            let watches = lock(&self.watches);
+            count_phases(watches.stores.iter().flat_map(|store| store.state()))
+        };
+        self.metrics.flowruns.clear();
+        for (phase, count) in counts {
+            self.metrics
+                .flowruns
+                .get_or_create(&PhaseLabels { phase })
+                .set(count);
+        }
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!(%error, "Failed to encode the metrics");
+        }
+        text
+    }
+}

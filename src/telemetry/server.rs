@@ -1,0 +1,114 @@
+//! The HTTP server for machines: `/metrics`, `/healthz` and `/readyz` on one port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::Telemetry;
+
+/// OpenMetrics text, which Prometheus scrapes natively.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The HTTP routes: `/metrics`, `/healthz` (the process serves), `/readyz` (see [`Telemetry::readiness`]).
+pub fn router(telemetry: Arc<Telemetry>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(telemetry)
+}
+
+async fn metrics(State(telemetry): State<Arc<Telemetry>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], telemetry.encode())
+}
+
+async fn ready(State(telemetry): State<Arc<Telemetry>>) -> impl IntoResponse {
+    let (ready, text) = telemetry.readiness();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, text)
+}
+
+/// Binds `address` (a bind error is returned at once) and serves the routes in the background
+/// for the rest of the process; returns the address bound (for port 0, the port chosen).
+pub async fn serve(address: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router(telemetry)).await {
+            tracing::error!(%error, "The metrics and probes server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use flowrun_core::appflow::{AppFlowError, FailureKind};
+
+    use super::super::Role;
+    use super::*;
+
+    #[tokio::test]
+    async fn endpoints_serve_metrics_health_and_readiness() {
+        let telemetry = Arc::new(Telemetry::new());
+        let address = serve("127.0.0.1:0".parse().expect("address"), telemetry.clone())
+            .await
+            .expect("bind");
+        let base = format!("http://{address}");
+        let http = reqwest::Client::new();
+        let get = |path: &str| {
+            let request = http.get(format!("{base}{path}"));
+            async move {
+                let response = request.send().await.expect("request");
+                let status = response.status().as_u16();
+                let content_type = response
+                    .headers()
+                    .get("content-type")
+                    .map(|value| value.to_str().unwrap_or_default().to_owned());
+                (status, content_type, response.text().await.expect("body"))
+            }
+        };
+
+        assert_eq!(get("/healthz").await.0, 200);
+        let (status, _, text) = get("/readyz").await;
+        assert_eq!((status, text.as_str()), (503, "not ready: starting"));
+        telemetry.set_role(Role::Standby { leader: None });
+        assert_eq!(get("/readyz").await.0, 200);
+
+        let throttled = AppFlowError {
+            kind: FailureKind::Throttled,
+            code: Some("ThrottlingException".to_owned()),
+            message: "slow down".to_owned(),
+        };
+        let call = telemetry.measure_call("StartFlow", async { Err::<(), _>(throttled) });
+        assert!(call.await.is_err());
+        let (status, content_type, text) = get("/metrics").await;
+        assert_eq!(status, 200);
+        assert_eq!(content_type.as_deref(), Some(CONTENT_TYPE));
+        for line in [
+            "flowrun_appflow_calls_total{operation=\"StartFlow\",outcome=\"throttled\"} 1",
+            "flowrun_flowruns{phase=\"Running\"} 0",
+            "flowrun_leader 0",
+            "flowrun_reconciles_total 0",
+            "# TYPE flowrun_reconcile_duration_seconds histogram",
+            "# TYPE flowrun_run_duration_seconds histogram",
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "no line {line:?} in:\n{text}"
+            );
+        }
+        assert!(text.contains("flowrun_build_info{version=\""), "{text}");
+        assert_eq!(get("/nothing").await.0, 404);
+    }
+}

@@ -1,0 +1,86 @@
+//! Watch: the FlowRuns in scope, kept in a trimmed cache, each change handed to
+//! [`crate::reconcile`]; one watch over all namespaces, or one per namespace listed.
+
+use std::sync::Arc;
+
+use flowrun_api::{FlowRun, START_ANNOTATION};
+use futures::StreamExt;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+
+use crate::act::AppFlow;
+use crate::reconcile::{Context, error_policy, reconcile};
+
+/// One `Api` per namespace listed, or one over all namespaces when none is.
+pub fn scoped_apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|namespace| Api::namespaced(client.clone(), namespace))
+            .collect()
+    }
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
+    // A FlowRun must not be judged against policies that are not loaded yet.
+    ctx.policies.wait_until_ready().await;
+    let apis: Vec<Api<DeserializeGuard<FlowRun>>> = scoped_apis(&ctx.client, namespaces);
+    let controllers = apis.into_iter().map(|api| {
+        let (store, writer) = reflector::store();
+        let flowruns = reflector(
+            writer,
+            watcher(api, watcher::Config::default()).modify(trim_for_cache),
+        )
+        .applied_objects();
+        let controller = Controller::for_stream(flowruns, store);
+        // Polled in this task, like the controller's own wait for its cache (see watch_store).
+        let synced = ctx.telemetry.watch_store(controller.store());
+        let run = controller
+            .with_config(controller::Config::default().concurrency(ctx.concurrency))
+            .shutdown_on_signal()
+            .run(
+                |flowrun, ctx| async move {
+                    let telemetry = ctx.telemetry.clone();
+                    telemetry.measure_reconcile(reconcile(flowrun, ctx)).await
+                },
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "Reconcile did not complete");
+                }
+            });
+        async move {
+            futures::future::select(std::pin::pin!(run), std::pin::pin!(synced)).await;
+        }
+    });
+    futures::future::join_all(controllers).await;
+}
+
+/// The cache holds every FlowRun in scope. managedFields are about 80 % of a FlowRun's memory
+/// there, and labels and other annotations (kubectl's last-applied-configuration repeats the
+/// whole object) can weigh as much; nothing reads them: they are dropped as they arrive, and
+/// so is most of a finished FlowRun's status (docs/performance.md).
+fn trim_for_cache(guarded: &mut DeserializeGuard<FlowRun>) {
+    if let Ok(flowrun) = &mut guarded.0 {
+        flowrun_core::trim::trim_finished(flowrun);
+    }
+    let metadata = guarded.meta_mut();
+    metadata.managed_fields = None;
+    metadata.labels = None;
+    if let Some(annotations) = &mut metadata.annotations {
+        annotations.retain(|key, _| key == START_ANNOTATION);
+    }
+}
