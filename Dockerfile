@@ -12,7 +12,7 @@ ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
-# .dockerignore lets in only Cargo.toml, Cargo.lock and src/.
+# .dockerignore lets in only the workspace's manifests and sources (src/, crates/, benches/).
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -17,8 +17,10 @@ need cargo
 export FLOWRUN_CLUSTER_DIR=${FLOWRUN_BENCH_CLUSTER_DIR:-$FLOWRUN_CACHE/bench-cluster}
 export FLOWRUN_AUDIT=1 # the economy scenario counts the operator's writes in the audit log
 
-log "==> building the benchmark and the operator (release)"
+log "==> building the benchmark, the operator and the local AppFlow endpoint (release)"
 cargo bench --locked --bench flowrun-bench --no-run
+# Its own crate: built here so that the first scenario does not wait for it.
+cargo build --locked --release --package appflow-local
 
 log "==> a fresh API server in $FLOWRUN_CLUSTER_DIR"
 "$FLOWRUN_HACK_DIR/cluster.sh" clean 2>/dev/null || true

@@ -20,7 +20,7 @@ stage "cargo fmt --check"
 cargo fmt --all -- --check || die "code is not formatted: run 'cargo fmt --all'"
 
 stage "cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 stage "Helm chart: lint, render and validate (hack/chart.sh; the first run installs its tools)"
 FLOWRUN_CHART_PYTHON=$("$FLOWRUN_HACK_DIR/chart.sh" setup)
@@ -41,8 +41,10 @@ fi
 
 stage "unit and integration tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-tests=fail "$@"
+  # Doc tests first, as nextest does not run them: flowrun-core's compile_fail checks.
+  cargo test --locked --workspace --doc
+  cargo nextest run --locked --workspace --no-tests=fail "$@"
 else
-  cargo test --locked "$@"
+  cargo test --locked --workspace "$@"
 fi
 stage "all tests passed"

@@ -16,7 +16,7 @@
 //! releases with strategic-merge patches. Only built-in types accept those, and the local API
 //! server the tests run against serves Lease as a custom resource that refuses them, so it
 //! could not be tested here. Written here instead, it is client-go's get/create/update: about
-//! 200 lines of rules and 250 of I/O, logs and shutdown. Its merit beyond testability is
+//! 100 lines of rules and 350 of I/O, logs, flags and shutdown. Its merit beyond testability is
 //! client-go's: expiry is measured on this replica's own clock, never by comparing clocks.
 //!
 //! The decisions are pure functions ([`lease`]: `step`, `Observer`, `released`);

@@ -328,7 +328,9 @@ def test_default_image_is_the_one_the_dockerfile_builds() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     cargo = tomllib.loads((REPO / "Cargo.toml").read_text())
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert chart["appVersion"] == cargo["package"]["version"], "Chart.yaml appVersion != Cargo.toml version"
+    assert cargo["package"]["version"] == {"workspace": True}, "the operator's version is the workspace's"
+    version = cargo["workspace"]["package"]["version"]
+    assert chart["appVersion"] == version, "Chart.yaml appVersion != Cargo.toml version"
     assert values["image"]["tag"] == "", "the default tag must follow appVersion"
     assert f'{values["image"]["repository"]}:{chart["appVersion"]}' in dockerfile, "docker build -t in the Dockerfile"
     final_stage = dockerfile.rsplit("\nFROM ", 1)[1]

@@ -145,7 +145,15 @@ pub enum AppFlowCall {
     Cancel(CancelCall),
 }
 
-/// A call together with what it returned: each answer can only be built from its own call.
+/// A call together with what it returned: each answer can only be built from its own call,
+/// so a history read's answer can never be taken for StartFlow's.
+///
+/// ```compile_fail
+/// use flowrun_core::decide::{Answer, TrackCall};
+/// fn mixed_up(read: TrackCall) -> Answer {
+///     Answer::Started(read, Ok(Default::default()))
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     Started(StartCall, Result<StartedFlow, AppFlowError>),
@@ -166,7 +174,14 @@ impl AppFlowCall {
     }
 }
 
-/// How a reconcile ends.
+/// How a reconcile ends. [`after`] returns one, so an answer can never ask for another call.
+///
+/// ```compile_fail
+/// use flowrun_core::decide::Outcome;
+/// fn another_call(outcome: Outcome) {
+///     if let Outcome::Call(_) = outcome {}
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Nothing to write; look again after the given time, or when the object changes.
