@@ -15,7 +15,7 @@ pub use flowrun_api::TOKEN_WINDOW;
 
 mod flow;
 
-pub use flow::{ExecutionStatus, Flow, LastRun, Run, RunResult, RunState, Started};
+pub use flow::{ExecutionStatus, Flow, LastRun, Run, RunState, Started};
 
 struct TokenEntry {
     started: Started,
@@ -288,6 +288,7 @@ fn invalid_next_token() -> AppFlowError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flow::RunResult;
     use jiff::SignedDuration;
 
     const T0: &str = "2026-01-01T00:00:00Z";
