@@ -37,16 +37,33 @@ async fn main() -> ExitCode {
                 .exit()
         });
     if let Err(error) = init_logging(&settings) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", one_line(&error));
         return ExitCode::from(2);
     }
     match run(settings, election, pod_name).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: some errors (kube's config
+/// inference among them) repeat their source's text in their own message, and a cause already
+/// said is not said again.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
 }
 
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {

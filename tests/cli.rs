@@ -54,6 +54,30 @@ fn unreachable_api_server_is_one_clear_error_line() {
 }
 
 #[test]
+fn missing_kubeconfig_is_one_line_that_names_each_cause_once() {
+    let output = operator()
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("operator runs");
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: failed to load Kubernetes credentials"),
+        "{stderr}"
+    );
+    for cause in [
+        "/nonexistent/kubeconfig",
+        "No such file or directory",
+        "failed to infer config",
+    ] {
+        assert_eq!(stderr.matches(cause).count(), 1, "{cause:?} in {stderr}");
+    }
+}
+
+#[test]
 fn help_lists_every_flag_with_its_environment_variable() {
     let output = operator().arg("--help").output().expect("operator runs");
     let help = String::from_utf8_lossy(&output.stdout);
