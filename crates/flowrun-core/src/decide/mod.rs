@@ -23,9 +23,6 @@ mod status;
 use follow::{annotated_start, deadline, first_attempt, flow_key, region};
 use status::given_up;
 
-/// Past this age a retry might reach AppFlow after the token expired and start a second run.
-pub const TOKEN_SAFETY_MARGIN: SignedDuration = SignedDuration::from_mins(30);
-
 /// The operator's rules, from its flags (not to be confused with a `FlowRunPolicy`, which is
 /// a tenant's grant).
 #[derive(Clone, Debug)]

@@ -15,13 +15,16 @@ use kube_core::ResourceExt;
 use super::status::{Health, failed, finished, given_up, progressing, reason_for, report, until};
 use super::{
     AppFlowCall, Decision, EventType, FinalizerChange, IN_PROGRESS, Observed, Outcome, Rules,
-    StartCall, TOKEN_SAFETY_MARGIN, Transition, annotated_start, deadline, first_attempt, region,
+    StartCall, Transition, annotated_start, deadline, first_attempt, region,
 };
 use crate::appflow::{
     AppFlowError, AssumedRole, FailureKind, FlowKey, StartFlowRequest, StartedFlow,
 };
 use crate::backoff::{poll_interval, retry_delay};
 use crate::permit;
+
+/// Past this age a retry might reach AppFlow after the token expired and start a second run.
+const TOKEN_SAFETY_MARGIN: SignedDuration = SignedDuration::from_mins(30);
 
 /// A FlowRun not started yet. The first attempt is preceded by one metadata write that records
 /// what the run is bound to (the start record) and adds the finalizer; every later attempt,
