@@ -42,7 +42,10 @@ pub struct Context<A> {
     pub act: Actor<A>,
     events: EventPublisher,
     pub rules: Rules,
+    /// FlowRuns reconciled at once, all watches together (`--concurrency`).
     pub(crate) concurrency: u16,
+    /// One permit per reconcile in progress: the watches (one per namespace listed) share it.
+    pub(crate) reconcile_budget: Arc<tokio::sync::Semaphore>,
     /// Consecutive unexpected errors per FlowRun UID, for the error policy's backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The resourceVersion of this operator's latest write per FlowRun UID, until the watch
@@ -87,6 +90,9 @@ impl<A: AppFlow> Context<A> {
             ),
             rules,
             concurrency: limits.concurrency,
+            reconcile_budget: Arc::new(tokio::sync::Semaphore::new(usize::from(
+                limits.concurrency,
+            ))),
             failures: Mutex::default(),
             written: Mutex::default(),
             telemetry,

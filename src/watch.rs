@@ -46,11 +46,14 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
         let controller = Controller::for_stream(flowruns, store);
         // Polled in this task, like the controller's own wait for its cache (see watch_store).
         let synced = ctx.telemetry.watch_store(controller.store());
+        // Each watch may use the whole budget; the permit keeps them all within it.
         let run = controller
             .with_config(controller::Config::default().concurrency(ctx.concurrency))
             .shutdown_on_signal()
             .run(
                 |flowrun, ctx| async move {
+                    // Never closed, so the permit always comes.
+                    let _permit = ctx.reconcile_budget.clone().acquire_owned().await.ok();
                     let telemetry = ctx.telemetry.clone();
                     telemetry.measure_reconcile(reconcile(flowrun, ctx)).await
                 },

@@ -6,15 +6,18 @@ mod support;
 use std::time::Duration;
 
 use flowrun_api::conditions::{READY, RECONCILING, STALLED};
-use flowrun_api::flowrun::FlowRun;
 use flowrun_api::flowrun::Phase;
+use flowrun_api::flowrun::{FlowRun, FlowRunSpec};
 use flowrun_api::{FINALIZER, START_ANNOTATION};
 use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
 use serde_json::json;
 use support::appflow_local::{Fault, FaultKind};
+use support::cluster::{cluster, unique_namespace};
 use support::flowruns::{FLOWS, World, condition, is, uid};
+use support::operator::Operator;
 
 const START: Duration = Duration::from_secs(30);
 
@@ -394,4 +397,87 @@ async fn malformed_flowrun_is_reported_and_skipped_while_others_start() {
     assert!(note.contains("cannot read this FlowRun"), "{note}");
     let garbled = untyped.get("garbled").await.expect("still there");
     assert_eq!(garbled.data["status"].get("phase"), None, "left untouched");
+}
+
+/// `--concurrency` is one budget for the operator, however many namespaces it watches: with
+/// two namespaces and `--concurrency=2`, at most two StartFlow calls are ever in flight.
+#[tokio::test]
+async fn concurrency_is_one_budget_across_watched_namespaces() {
+    const HOLD: Duration = Duration::from_millis(1500);
+    // One flow per FlowRun: the per-flow StartFlow cap (half the budget, so 1) never binds.
+    let flows: String = ["a", "b", "c", "d"]
+        .iter()
+        .map(|name| format!("  - {{name: budget-{name}, runSeconds: 600}}\n"))
+        .collect();
+    let world = World::new("budget", &format!("flows:\n{flows}")).await;
+    let other = unique_namespace(&world.client, "budget-other").await;
+    let others: Api<FlowRun> = Api::namespaced(world.client.clone(), &other);
+    world
+        .appflow
+        .set_faults(&[Fault::latency("StartFlow", HOLD)])
+        .await;
+    let watch = format!("--watch-namespaces={},{other}", world.namespace);
+    let operator = Operator::start_with(
+        &cluster().operator_kubeconfig,
+        &world.namespace,
+        world.appflow.endpoint_url(),
+        &[watch.as_str(), "--concurrency=2"],
+    );
+
+    world.create("run-a", "budget-a").await;
+    world.create("run-b", "budget-b").await;
+    for (name, flow) in [("run-c", "budget-c"), ("run-d", "budget-d")] {
+        others
+            .create(
+                &PostParams::default(),
+                &FlowRun::new(name, FlowRunSpec::new(flow)),
+            )
+            .await
+            .expect("FlowRun created in the other namespace");
+    }
+    for name in ["run-a", "run-b"] {
+        world
+            .wait_for(
+                name,
+                Duration::from_secs(30),
+                Some(&operator),
+                phase_is(Phase::Running),
+            )
+            .await;
+    }
+    for name in ["run-c", "run-d"] {
+        let running = await_condition(others.clone(), name, |flowrun: Option<&FlowRun>| {
+            flowrun.is_some_and(|flowrun| flowrun.phase() == Phase::Running)
+        });
+        tokio::time::timeout(Duration::from_secs(30), running)
+            .await
+            .expect("FlowRun of the other namespace runs within 30 s")
+            .expect("watch");
+    }
+
+    // Each StartFlow is held HOLD from its arrival: count the calls in flight at each arrival.
+    let arrivals: Vec<f64> = world
+        .appflow
+        .requests_for("StartFlow")
+        .await
+        .iter()
+        .map(|request| request.time)
+        .collect();
+    assert_eq!(arrivals.len(), 4, "one StartFlow per FlowRun: {arrivals:?}");
+    let hold = HOLD.as_secs_f64() * 0.9;
+    let most_in_flight = arrivals
+        .iter()
+        .map(|at| {
+            arrivals
+                .iter()
+                .filter(|other| **other <= *at && *at < **other + hold)
+                .count()
+        })
+        .max()
+        .unwrap_or_default();
+    assert_eq!(
+        most_in_flight, 2,
+        "StartFlow calls in flight at once, with --concurrency=2 over two namespaces \
+         (arrivals {arrivals:?})"
+    );
 }

@@ -34,7 +34,7 @@ pub struct Settings {
     #[arg(long, env = "FLOWRUN_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
 
-    /// How many FlowRuns are reconciled at the same time
+    /// How many FlowRuns are reconciled at the same time, in all watched namespaces together
     #[arg(long, env = "FLOWRUN_CONCURRENCY", default_value_t = 32,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
