@@ -74,11 +74,13 @@ log "    AppFlow endpoint: $endpoint"
 
 log "==> Starting the operator (log: $DEMO_DIR/operator.log)"
 # Fake credentials: the local endpoint does not check signatures. A short not-found
-# grace lets the demo show the FlowNotFound failure without waiting 10 minutes; a free
-# loopback port for /metrics keeps the demo from clashing with anything on 8080.
+# grace lets the demo show the FlowNotFound failure without waiting 10 minutes, and retries
+# at most 4 s apart make the attempt after the grace come by about 19 s, inside the watch; a
+# free loopback port for /metrics keeps the demo from clashing with anything on 8080.
 AWS_ENDPOINT_URL_APPFLOW=$endpoint AWS_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=AKIDDEMO AWS_SECRET_ACCESS_KEY=demo AWS_EC2_METADATA_DISABLED=true \
-  target/debug/flowrun-operator --not-found-grace=15s --metrics-address=127.0.0.1:0 \
+  target/debug/flowrun-operator --not-found-grace=15s --retry-max-delay=4s \
+    --metrics-address=127.0.0.1:0 \
   >"$DEMO_DIR/operator.log" 2>&1 &
 echo $! >"$DEMO_DIR/operator.pid"
 
