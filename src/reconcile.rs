@@ -117,6 +117,28 @@ impl<A: AppFlow> Context<A> {
         self.act.forget_answer(uid);
     }
 
+    /// A FlowRun is gone: drop what was kept for it, so a long-lived operator does not grow
+    /// with every FlowRun it ever saw.
+    pub(crate) fn forget(&self, gone: &DeserializeGuard<FlowRun>) {
+        let Some(uid) = gone.uid() else {
+            return;
+        };
+        self.clear_failures(&uid);
+        lock(&self.written).remove(&uid);
+        self.act.forget_answer(&uid);
+        tracing::debug!(flowrun = %object_key(gone), "Forgot the deleted FlowRun");
+    }
+
+    /// What is kept for the FlowRun of this UID, map by map.
+    #[cfg(test)]
+    fn kept_for(&self, uid: &str) -> [bool; 3] {
+        [
+            lock(&self.failures).contains_key(uid),
+            lock(&self.written).contains_key(uid),
+            self.act.has_answer(uid),
+        ]
+    }
+
     /// True while the watch has not delivered this operator's latest write to the FlowRun yet.
     /// Under load the watch can lag behind a requeue; deciding on the older copy would repeat
     /// the step already taken (StartFlow again, or a status written back over a newer one).
@@ -276,4 +298,94 @@ fn object_key(object: &impl ResourceExt) -> String {
         object.namespace().unwrap_or_default(),
         object.name_any()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use flowrun_api::FlowRunSpec;
+    use flowrun_core::appflow::{FlowKey, StartFlowRequest, StartedFlow};
+    use flowrun_core::decide::{AppFlowCall, StartCall};
+    use jiff::SignedDuration;
+
+    use super::*;
+    use crate::act::appflow::{AppFlowError, RecordsPage};
+
+    /// Answers StartFlow at once; nothing else is called here.
+    struct Starts;
+
+    impl AppFlow for Starts {
+        async fn start_flow(&self, _: &StartFlowRequest) -> Result<StartedFlow, AppFlowError> {
+            Ok(StartedFlow {
+                execution_id: Some("exec-1".into()),
+                ..StartedFlow::default()
+            })
+        }
+
+        async fn describe_execution_records(
+            &self,
+            _: &FlowKey,
+            _: Option<&str>,
+        ) -> Result<RecordsPage, AppFlowError> {
+            unreachable!("not called by this test")
+        }
+
+        async fn cancel_flow_executions(
+            &self,
+            _: &FlowKey,
+            _: &[String],
+        ) -> Result<Vec<String>, AppFlowError> {
+            unreachable!("not called by this test")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_flowrun_leaves_nothing_behind() {
+        // A client that never connects: nothing here reaches an API server.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let rules = Rules {
+            default_region: None,
+            not_found_grace: SignedDuration::from_mins(10),
+            retry_initial_delay: SignedDuration::from_secs(1),
+            retry_max_delay: SignedDuration::from_secs(2),
+            poll_initial_interval: SignedDuration::from_secs(1),
+            poll_max_interval: SignedDuration::from_secs(2),
+            require_flowrun_policy: false,
+        };
+        let limits = Limits {
+            concurrency: 2,
+            start_rate: NonZeroU32::MIN,
+            poll_tick: Duration::from_secs(1),
+        };
+        let ctx = Context::new(
+            client.clone(),
+            Starts,
+            rules,
+            limits,
+            PolicyWatch::spawn(&client, &[]),
+            Arc::new(Telemetry::new()),
+            None,
+        );
+        let mut flowrun = FlowRun::new("nightly", FlowRunSpec::new("sales"));
+        flowrun.metadata.uid = Some("uid-1".into());
+        flowrun.metadata.resource_version = Some("42".into());
+        ctx.record_failure("uid-1");
+        ctx.remember_write("uid-1", Some(&flowrun));
+        let call = AppFlowCall::StartFlow(StartCall {
+            request: StartFlowRequest {
+                flow: FlowKey {
+                    region: "eu-west-1".into(),
+                    flow_name: "sales".into(),
+                    role: None,
+                },
+                client_token: "uid-1".into(),
+            },
+            status: Box::default(),
+        });
+        assert!(ctx.act.call("team-a/nightly", call).await.is_some());
+        assert_eq!(ctx.kept_for("uid-1"), [true; 3], "failures, write, answer");
+
+        ctx.forget(&DeserializeGuard(Ok(flowrun)));
+        assert_eq!(ctx.kept_for("uid-1"), [false; 3]);
+    }
 }

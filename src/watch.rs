@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use flowrun_api::{FlowRun, START_ANNOTATION};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
@@ -38,10 +38,16 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
     let apis: Vec<Api<DeserializeGuard<FlowRun>>> = scoped_apis(&ctx.client, namespaces);
     let controllers = apis.into_iter().map(|api| {
         let (store, writer) = reflector::store();
+        let forget = ctx.clone();
         let flowruns = reflector(
             writer,
             watcher(api, watcher::Config::default()).modify(trim_for_cache),
         )
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(gone) = event {
+                forget.forget(gone);
+            }
+        })
         .applied_objects();
         let controller = Controller::for_stream(flowruns, store);
         // Polled in this task, like the controller's own wait for its cache (see watch_store).

@@ -268,6 +268,22 @@ async fn deleting_a_running_flowrun_cancels_exactly_its_execution() {
     wait_for_execution(&world.appflow, "endless", &execution["doomed"], "Canceled").await;
     let statuses = executions(&world.appflow, "endless").await;
     assert_eq!(statuses[&execution["survivor"]], "InProgress");
+
+    // Gone from the cluster, gone from the operator's memory too.
+    let forgotten = format!("{}/doomed", world.namespace);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !operator
+        .logs()
+        .lines()
+        .any(|line| line.contains("Forgot the deleted FlowRun") && line.contains(&forgotten))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator did not forget {forgotten} within 10 s of its deletion: see {}",
+            operator.log_path().display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

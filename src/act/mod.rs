@@ -73,6 +73,11 @@ impl<A: AppFlow> Actor<A> {
         lock(&self.answered).remove(client_token);
     }
 
+    #[cfg(test)]
+    pub(crate) fn has_answer(&self, client_token: &str) -> bool {
+        lock(&self.answered).contains_key(client_token)
+    }
+
     async fn start(&self, flowrun: &str, call: StartCall) -> Option<Answer> {
         let request = &call.request;
         let answered = lock(&self.answered).get(&request.client_token).cloned();
