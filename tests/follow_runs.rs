@@ -182,7 +182,7 @@ async fn failed_status(world: &World, name: &str) -> FlowRunStatus {
 
 #[tokio::test]
 async fn hundred_runs_of_one_flow_cost_one_history_read_per_tick_and_are_found_past_page_one() {
-    let world = World::new("batch", "flows:\n  - name: shared\n    runSeconds: 8\n").await;
+    let world = World::new("batch", "flows:\n  - name: shared\n    runSeconds: 20\n").await;
     let tick = Duration::from_millis(500);
     let operator = world.operator(&["--poll-initial-interval=500ms", "--poll-max-interval=1s"]);
     let started = Instant::now();
