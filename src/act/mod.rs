@@ -27,7 +27,7 @@ use tracker::ExecutionTracker;
 
 /// The AppFlow client and what paces its calls, shared by all reconciles.
 pub struct Actor<A> {
-    pub appflow: A,
+    appflow: A,
     /// Spreads StartFlow calls out so a burst of FlowRuns does not trip AppFlow's throttling.
     start_limiter: DefaultDirectRateLimiter,
     start_slots: StartSlots,
