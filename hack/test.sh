@@ -40,6 +40,8 @@ if [[ -z ${FLOWRUN_TEST_KUBECONFIG:-} ]]; then
 fi
 
 stage "unit and integration tests"
+# Built once here, not by whichever test process asks first while the others wait for it.
+cargo build --locked --package appflow-local --bin appflow-local
 if cargo nextest --version >/dev/null 2>&1; then
   # Doc tests first, as nextest does not run them: flowrun-core's compile_fail checks.
   cargo test --locked --workspace --doc

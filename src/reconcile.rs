@@ -217,7 +217,7 @@ pub(crate) async fn reconcile<A: AppFlow>(
         let written = report::apply(&api, &ctx.events, &flowrun, &transition, action).await?;
         ctx.remember_write(&uid, written.as_ref());
         ctx.telemetry
-            .record_transition(flowrun.status.as_ref(), transition.status.as_ref());
+            .record_transition(flowrun.status.as_ref(), &transition);
         ctx.reported(&uid);
         match written {
             // The write returned the newest FlowRun: no need to wait for the watch to see it.
@@ -351,6 +351,7 @@ mod tests {
             poll_initial_interval: SignedDuration::from_secs(1),
             poll_max_interval: SignedDuration::from_secs(2),
             require_flowrun_policy: false,
+            cancel_timeout: SignedDuration::from_mins(15),
         };
         let limits = Limits {
             concurrency: 2,

@@ -11,9 +11,9 @@ use flowrun_api::flowrun::{FlowRunSpec, FlowRunStatus, Phase};
 use kube::ResourceExt;
 use kube::api::DeleteParams;
 use kube::runtime::wait::{await_condition, conditions};
-use support::appflow_local::LocalAppFlow;
+use support::appflow_local::{Fault, FaultKind, LocalAppFlow};
 use support::cluster::kubectl;
-use support::flowruns::{World, condition, is};
+use support::flowruns::{World, condition, is, uid};
 
 const FINISH: Duration = Duration::from_secs(60);
 
@@ -284,6 +284,122 @@ async fn deleting_a_running_flowrun_cancels_exactly_its_execution() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// StartFlow takes effect but answers after the operator's timeout, so the FlowRun shows
+/// Starting while its run exists; deleting it then must stop that run, and start no other.
+#[tokio::test]
+async fn deleting_a_flowrun_whose_start_timed_out_cancels_the_one_run_its_token_started() {
+    let world = World::new("delete-unknown", FLOWS).await;
+    world
+        .appflow
+        .set_faults(&[Fault::slow_response("StartFlow", Duration::from_secs(4)).times(1)])
+        .await;
+    // The retry after the timeout comes late, so the FlowRun is deleted while Starting.
+    let operator = world.operator(&["--aws-timeout=1s", "--retry-initial-delay=1m"]);
+    let token = uid(&world.create("lost", "endless").await);
+    world
+        .wait_for("lost", FINISH, Some(&operator), |status| {
+            status.phase == Some(Phase::Retrying)
+                && condition(status, READY) == is("False", "AppFlowUnavailable")
+        })
+        .await;
+    let started = executions(&world.appflow, "endless").await;
+    assert_eq!(
+        started.len(),
+        1,
+        "the timed-out call started the run: {started:?}"
+    );
+    let (execution_id, _) = started.into_iter().next().expect("one run");
+
+    world
+        .flowruns
+        .delete("lost", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_until_gone(&world, "lost").await;
+
+    let stats = world.appflow.stats().await;
+    assert_eq!(
+        stats.token(&token).start_flow_calls,
+        2,
+        "the first call, then the same token again to learn the run"
+    );
+    assert_eq!(stats.token(&token).executions, 1, "and no second run");
+    assert_eq!(stats.executions("endless"), 1);
+    assert_eq!(stats.calls("CancelFlowExecutions"), 1);
+    wait_for_execution(&world.appflow, "endless", &execution_id, "CancelStarted").await;
+    let event = world.wait_for_event("lost", "CanceledOnDelete").await;
+    assert!(
+        event.note.unwrap_or_default().contains(&execution_id),
+        "the event names the run"
+    );
+}
+
+/// A cancel that can never succeed (the role was revoked, say) must not hold the FlowRun,
+/// and its namespace, for ever: retried until --cancel-timeout, then released with a warning.
+#[tokio::test]
+async fn a_cancel_that_keeps_failing_releases_the_flowrun_after_the_cancel_timeout() {
+    let world = World::new("cancel-denied", FLOWS).await;
+    let operator = world.operator(&["--cancel-timeout=4s", "--retry-initial-delay=500ms"]);
+    world.create("stuck", "endless").await;
+    let running = world
+        .wait_for("stuck", FINISH, Some(&operator), phase_is(Phase::Running))
+        .await;
+    let execution_id = running
+        .status
+        .and_then(|status| status.execution_id)
+        .expect("execution id");
+    world
+        .appflow
+        .set_faults(&[Fault::new("CancelFlowExecutions", FaultKind::AccessDenied)])
+        .await;
+
+    world
+        .flowruns
+        .delete("stuck", &DeleteParams::default())
+        .await
+        .expect("delete");
+    // Held and retrying, and saying so, until the timeout.
+    let retrying = world
+        .wait_for("stuck", FINISH, Some(&operator), |status| {
+            status.cancel_attempts >= Some(2)
+        })
+        .await;
+    let retrying = retrying.status.expect("status");
+    let message = retrying.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("the finalizer is released at"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&retrying, RECONCILING),
+        is("True", "AccessDenied")
+    );
+    world.wait_for_event("stuck", "AccessDenied").await;
+    wait_until_gone(&world, "stuck").await;
+
+    let abandoned = world.wait_for_event("stuck", "RunAbandoned").await;
+    assert_eq!(abandoned.type_.as_deref(), Some("Warning"));
+    let note = abandoned.note.unwrap_or_default();
+    assert!(
+        note.contains(&format!("execution {execution_id} of flow endless")),
+        "{note}"
+    );
+    assert_eq!(
+        operator.metric("flowrun_abandoned_runs_total").await,
+        Some(1.0)
+    );
+    let cancels = world.appflow.stats().await.calls("CancelFlowExecutions");
+    assert!(
+        (2..=8).contains(&cancels),
+        "backed off, not hammered: {cancels} cancels in 4 s"
+    );
+    assert_eq!(
+        executions(&world.appflow, "endless").await[&execution_id],
+        "InProgress",
+        "the run is left going, as the warning says"
+    );
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use support::appflow_local::{Fault, FaultKind};
 use support::flowruns::{FLOWS, World};
-use support::operator::Operator;
+use support::operator::{Operator, metric};
 
 const START: Duration = Duration::from_secs(30);
 const LEASE: &str = "flowrun-operator";
@@ -27,14 +27,6 @@ async fn get(url: &str) -> (u16, String) {
         .unwrap_or_else(|error| panic!("GET {url}: {error}"));
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
-}
-
-/// The value of the sample named exactly `series` (name and labels) in /metrics.
-async fn metric(base: &str, series: &str) -> Option<f64> {
-    let (_, text) = get(&format!("{base}/metrics")).await;
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 /// Waits (bounded) until `series` has `value`; returns how long that took.

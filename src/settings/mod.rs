@@ -68,6 +68,12 @@ pub struct Settings {
     #[arg(long, env = "FLOWRUN_POLL_MAX_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub poll_max_interval: SignedDuration,
 
+    /// How long the operator tries to stop the run of a deleted FlowRun (cancel it, or learn
+    /// whether StartFlow started one) before it releases the FlowRun anyway, with a Warning
+    /// event (RunAbandoned) naming the run that may still be going
+    #[arg(long, env = "FLOWRUN_CANCEL_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub cancel_timeout: SignedDuration,
+
     /// Refuse FlowRuns in namespaces without a FlowRunPolicy that allows their flow and region
     /// (without it, such namespaces may run any flow as the operator's own identity)
     #[arg(long, env = "FLOWRUN_REQUIRE_POLICY")]
@@ -106,6 +112,7 @@ impl Settings {
             poll_initial_interval: self.poll_initial_interval,
             poll_max_interval: self.poll_max_interval,
             require_flowrun_policy: self.require_policy,
+            cancel_timeout: self.cancel_timeout,
         }
     }
 

@@ -57,6 +57,7 @@ pub(super) struct Metrics {
     pub(super) run_duration: Family<PhaseLabels, Histogram>,
     pub(super) leader: Gauge,
     pub(super) events_dropped: Counter,
+    pub(super) abandoned_runs: Counter,
     build_info: Family<BuildLabels, Gauge>,
 }
 
@@ -72,6 +73,7 @@ impl Metrics {
             run_duration: Family::new_with_constructor(|| Histogram::new(RUN_BUCKETS)),
             leader: Gauge::default(),
             events_dropped: Counter::default(),
+            abandoned_runs: Counter::default(),
             build_info: Family::default(),
         };
         // Present from the start, so that dashboards and alerts see zeros rather than nothing.
@@ -139,6 +141,12 @@ impl Metrics {
             "Kubernetes events dropped because too many were waiting to be published (the \
              statuses carry the same facts)",
             self.events_dropped.clone(),
+        );
+        registry.register(
+            "abandoned_runs",
+            "Deleted FlowRuns released while their run may still be going in AppFlow: it could \
+             not be canceled within --cancel-timeout (event RunAbandoned names it)",
+            self.abandoned_runs.clone(),
         );
         registry.register(
             "build_info",

@@ -9,8 +9,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use flowrun_api::conditions::Reason;
 use flowrun_api::{FlowRun, FlowRunStatus};
 use flowrun_core::appflow::AppFlowError;
+use flowrun_core::decide::Transition;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use prometheus_client::registry::Registry;
@@ -148,9 +150,17 @@ impl Telemetry {
         self.metrics.events_dropped.inc();
     }
 
-    /// Call after a status write: a run that just finished adds its duration.
-    pub fn record_transition(&self, before: Option<&FlowRunStatus>, after: Option<&FlowRunStatus>) {
-        if let Some((phase, seconds)) = finished_run(before, after) {
+    /// Call after a write: a run that just finished adds its duration, and a run left going
+    /// when its deleted FlowRun was released is counted.
+    pub fn record_transition(&self, before: Option<&FlowRunStatus>, transition: &Transition) {
+        if transition
+            .event
+            .as_ref()
+            .is_some_and(|event| event.reason == Reason::RunAbandoned)
+        {
+            self.metrics.abandoned_runs.inc();
+        }
+        if let Some((phase, seconds)) = finished_run(before, transition.status.as_ref()) {
             self.metrics
                 .run_duration
                 .get_or_create(&PhaseLabels { phase })

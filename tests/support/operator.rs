@@ -139,6 +139,11 @@ impl Operator {
         }
     }
 
+    /// The value of the sample named exactly `series` (name and labels) in its /metrics.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        metric(&self.http_url().await, series).await
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -203,4 +208,16 @@ pub fn process_footprint(pid: u32) -> Option<(u64, u64, f64)> {
         })
         .unwrap_or(100.0);
     Some((kib("VmRSS:")?, kib("VmHWM:")?, ticks as f64 / hz))
+}
+
+/// The value of the sample named exactly `series` (name and labels) in `base`/metrics.
+pub async fn metric(base: &str, series: &str) -> Option<f64> {
+    let url = format!("{base}/metrics");
+    let response = reqwest::get(&url)
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"));
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }

@@ -48,6 +48,10 @@ pub enum Reason {
     DeadlineExceeded,
     /// The FlowRun was deleted while its run was in progress; the run was canceled (event only).
     CanceledOnDelete,
+    /// The FlowRun was deleted, but its run could not be canceled (or StartFlow's outcome could
+    /// not be learned) within the operator's --cancel-timeout; the finalizer was released and
+    /// the run may still be going (event only).
+    RunAbandoned,
     /// ttlSecondsAfterFinished passed; the FlowRun is deleted (event only).
     TtlExpired,
 }
@@ -73,6 +77,7 @@ impl Reason {
             Reason::ExecutionCanceled => "ExecutionCanceled",
             Reason::DeadlineExceeded => "DeadlineExceeded",
             Reason::CanceledOnDelete => "CanceledOnDelete",
+            Reason::RunAbandoned => "RunAbandoned",
             Reason::TtlExpired => "TtlExpired",
         }
     }

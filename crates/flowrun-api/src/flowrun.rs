@@ -260,7 +260,14 @@ pub struct FlowRunStatus {
     #[schemars(range(min = 0))]
     pub start_attempts: Option<i32>,
 
-    /// Earliest time of the next StartFlow attempt after a retryable error.
+    /// Failed attempts to stop the run (CancelFlowExecutions, or StartFlow with the same token
+    /// to learn whether a run exists) since the FlowRun was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub cancel_attempts: Option<i32>,
+
+    /// Earliest time of the next attempt after a retryable error: of StartFlow, or, while the
+    /// FlowRun is being deleted, of stopping its run.
     // Microseconds: retries may be less than a second apart, and `Time` keeps whole seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_time: Option<MicroTime>,

@@ -40,6 +40,11 @@ pub struct StartRecord {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// The external ID sent with AssumeRole for `identity`, so that a FlowRun deleted before
+    /// its status names it can still ask AppFlow about its run as the same identity.
+    // `None` also in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
 
 /// The CRDs (FlowRun, FlowRunPolicy) as committed in `crds/flowrun.yaml`.

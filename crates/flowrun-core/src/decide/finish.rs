@@ -1,39 +1,277 @@
-//! The end of a FlowRun: canceling its run on delete or past its deadline, releasing the
-//! finalizer, and deleting it once its TTL has passed.
+//! The end of a FlowRun: stopping its run on delete (whatever stage it reached) or past its
+//! deadline, releasing the finalizer, and deleting it once its TTL has passed.
 
-use flowrun_api::conditions::Reason;
-use flowrun_api::{FlowRun, FlowRunStatus, Phase};
-use jiff::SignedDuration;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use flowrun_api::conditions::{READY, Reason};
+use flowrun_api::{FlowRun, FlowRunStatus, Phase, StartRecord};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
-use super::status::{failed, has_finalizer, reason_for, report, until};
+use super::start::{start_record, within_token_window};
+use super::status::{failed, has_finalizer, progressing, reason_for, report, until};
 use super::{
     AppFlowCall, CancelCall, CancelCause, Decision, EventType, FinalizerChange, Observed, Outcome,
-    Rules, Transition, first_attempt, flow_key,
+    Rules, StartCall, Transition, first_attempt, flow_as, flow_key, region,
 };
-use crate::appflow::{AppFlowError, FailureKind};
+use crate::appflow::{AppFlowError, FailureKind, StartFlowRequest, StartedFlow};
 use crate::backoff::retry_delay;
 
-/// A FlowRun being deleted: cancel its run if it is in progress, then let it go.
-pub(super) fn decide_deletion(flowrun: &FlowRun, rules: &Rules) -> Decision {
+/// What a FlowRun being deleted may have left running in AppFlow.
+enum Leftover {
+    /// Nothing: never started, refused, or finished.
+    Nothing,
+    /// This run is in progress.
+    Execution(String),
+    /// StartFlow was called and its outcome is unknown: a run may exist under the FlowRun's
+    /// token.
+    Unknown(StartRecord),
+}
+
+/// StartFlow errors after which AppFlow runs nothing for the call: it answered, and refused.
+const REFUSALS: [FailureKind; 4] = [
+    FailureKind::InvalidRequest,
+    FailureKind::FlowNotFound,
+    FailureKind::AccessDenied,
+    FailureKind::QuotaExceeded,
+];
+
+fn leftover(flowrun: &FlowRun, status: &FlowRunStatus) -> Leftover {
+    if !flowrun.spec.cancel_on_delete {
+        return Leftover::Nothing;
+    }
+    match flowrun.phase() {
+        Phase::Running => status
+            .execution_id
+            .clone()
+            .map_or(Leftover::Nothing, Leftover::Execution),
+        Phase::Retrying if last_attempt_refused(status) => Leftover::Nothing,
+        Phase::Pending | Phase::Retrying => match start_record(flowrun) {
+            Ok(Some(record)) => Leftover::Unknown(record),
+            // No record: StartFlow was never called. A record that does not parse was edited
+            // by hand, and the start path gives up on it too.
+            Ok(None) | Err(_) => Leftover::Nothing,
+        },
+        Phase::Succeeded | Phase::Failed | Phase::Activated | Phase::Canceled => Leftover::Nothing,
+    }
+}
+
+/// The latest StartFlow attempt was refused, as the Ready condition's reason says.
+fn last_attempt_refused(status: &FlowRunStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == READY)
+        .is_some_and(|ready| {
+            REFUSALS
+                .iter()
+                .any(|kind| reason_for(*kind).as_str() == ready.reason)
+        })
+}
+
+/// A FlowRun being deleted: stop what it may have left running, then let it go. A run in
+/// progress is canceled. When StartFlow's outcome is unknown, StartFlow is called again with
+/// the same token, which inside the token window returns the run the first call started
+/// and starts none (see [`after_replay`]). Failures are retried until `--cancel-timeout`
+/// after the deletion; then the finalizer is released with a warning naming the run.
+pub(super) fn decide_deletion(
+    flowrun: &FlowRun,
+    uid: String,
+    deleted: Timestamp,
+    observed: &Observed,
+    rules: &Rules,
+) -> Decision {
     if !has_finalizer(flowrun) {
         return Outcome::Wait(None).into();
     }
     let status = flowrun.status.clone().unwrap_or_default();
-    match (flowrun.phase(), status.execution_id) {
-        (Phase::Running, Some(execution_id)) if flowrun.spec.cancel_on_delete => {
-            Decision::Call(AppFlowCall::Cancel(CancelCall {
-                flow: flow_key(flowrun, rules),
-                execution_id,
-                cause: CancelCause::Deleted,
+    let leftover = leftover(flowrun, &status);
+    if matches!(leftover, Leftover::Nothing) {
+        return report(release());
+    }
+    if observed.now >= deleted + rules.cancel_timeout {
+        let why = format!(
+            "it could not be stopped within --cancel-timeout={:#} of the deletion: {}",
+            rules.cancel_timeout,
+            status.message.as_deref().unwrap_or_default()
+        );
+        return report(abandon(flowrun, &leftover, &uid, &why));
+    }
+    if status.cancel_attempts.is_some()
+        && let Some(MicroTime(next)) = status.next_attempt_time
+        && next > observed.now
+    {
+        return Outcome::Wait(Some(until(observed.now, next))).into();
+    }
+    match &leftover {
+        Leftover::Execution(execution_id) => Decision::Call(AppFlowCall::Cancel(CancelCall {
+            flow: flow_key(flowrun, rules),
+            execution_id: execution_id.clone(),
+            cause: CancelCause::Deleted,
+        })),
+        Leftover::Unknown(record) if !within_token_window(record, observed.now) => {
+            let why = format!(
+                "StartFlow was first tried at {} and its outcome is unknown, and AppFlow no \
+                 longer honours the token, so asking again could start a run",
+                record.time
+            );
+            report(abandon(flowrun, &leftover, &uid, &why))
+        }
+        Leftover::Unknown(record) => {
+            let region = record.region.clone().or_else(|| region(flowrun, rules));
+            let status = FlowRunStatus {
+                client_token: Some(uid.clone()),
+                region: region.clone(),
+                identity: record.identity.clone(),
+                external_id: record.external_id.clone(),
+                start_time: Some(Time(record.time)),
+                ..status
+            };
+            Decision::Call(AppFlowCall::StartFlow(StartCall {
+                request: StartFlowRequest {
+                    flow: flow_as(
+                        flowrun,
+                        region,
+                        record.identity.clone(),
+                        record.external_id.clone(),
+                    ),
+                    client_token: uid,
+                },
+                status: Box::new(status),
             }))
         }
-        // Not started (no run to cancel) or already finished.
-        _ => report(Transition {
-            finalizer: Some(FinalizerChange::Remove),
-            ..Transition::default()
-        }),
+        Leftover::Nothing => report(release()),
     }
+}
+
+fn release() -> Transition {
+    Transition {
+        finalizer: Some(FinalizerChange::Remove),
+        ..Transition::default()
+    }
+}
+
+/// The finalizer released with the run (maybe) still going: a warning names it, so that
+/// someone can stop it in AppFlow.
+fn abandon(flowrun: &FlowRun, leftover: &Leftover, uid: &str, why: &str) -> Transition {
+    let flow = &flowrun.spec.flow_name;
+    let run = match leftover {
+        Leftover::Execution(execution_id) => format!("execution {execution_id} of flow {flow}"),
+        Leftover::Unknown(_) | Leftover::Nothing => {
+            format!("the run of flow {flow} that StartFlow may have started (client token {uid})")
+        }
+    };
+    release().with_event(
+        EventType::Warning,
+        Reason::RunAbandoned,
+        format!(
+            "Released the deleted FlowRun, but {run} may still be running: {why}. Stop it in \
+             AppFlow if it must not finish"
+        ),
+    )
+}
+
+/// StartFlow's answer for a FlowRun being deleted (asked with the same token, to learn what
+/// runs): a run is recorded and then canceled; a refusal means nothing runs.
+///
+/// The one corner: when the first call never reached AppFlow (the connection failed before
+/// the request was sent), this call starts the run, which is canceled at once. That is the
+/// lesser evil: the alternative, releasing without asking, leaves every run whose answer was
+/// merely lost going with nothing watching it, and a canceled run starts no data transfer
+/// the flow's destination keeps (AppFlow writes a run's output when it completes).
+pub(super) fn after_replay(
+    flowrun: &FlowRun,
+    status: FlowRunStatus,
+    observed: &Observed,
+    rules: &Rules,
+    result: Result<StartedFlow, AppFlowError>,
+) -> Transition {
+    let flow = &flowrun.spec.flow_name;
+    match result {
+        Ok(StartedFlow {
+            execution_id: Some(execution_id),
+            flow_arn,
+            flow_status,
+        }) => {
+            let status = FlowRunStatus {
+                phase: Some(Phase::Running),
+                execution_id: Some(execution_id.clone()),
+                flow_arn,
+                flow_status,
+                next_attempt_time: None,
+                message: Some(format!(
+                    "The FlowRun was deleted while StartFlow's outcome was unknown; StartFlow \
+                     with the same token returned execution {execution_id}, which is canceled \
+                     next"
+                )),
+                ..status
+            };
+            Transition {
+                proceed: true,
+                ..progressing(flowrun, status, observed, Reason::Running)
+            }
+        }
+        Ok(StartedFlow {
+            execution_id: None, ..
+        }) => release().with_event(
+            EventType::Warning,
+            Reason::RunAbandoned,
+            format!(
+                "Released the deleted FlowRun, but flow {flow} is scheduled or event-triggered \
+                 and StartFlow activated it; the operator does not deactivate flows. Deactivate \
+                 it in AppFlow (StopFlow) if it must not run"
+            ),
+        ),
+        Err(error) if REFUSALS.contains(&error.kind) => release(),
+        Err(error) => retry_on_delete(
+            flowrun,
+            status,
+            observed,
+            rules,
+            reason_for(error.kind),
+            format!(
+                "Failed to learn whether flow {flow} was started (StartFlow with the same \
+                 token): {error}"
+            ),
+        ),
+    }
+}
+
+/// A failed attempt to stop a deleted FlowRun's run: retried with backoff, said in the status
+/// and a Warning event, until `--cancel-timeout` after the deletion.
+fn retry_on_delete(
+    flowrun: &FlowRun,
+    status: FlowRunStatus,
+    observed: &Observed,
+    rules: &Rules,
+    reason: Reason,
+    failure: String,
+) -> Transition {
+    let attempts = status.cancel_attempts.unwrap_or(0).saturating_add(1);
+    let delay = retry_delay(
+        rules,
+        u32::try_from(attempts).unwrap_or(u32::MAX),
+        observed.jitter,
+    );
+    let deleted = flowrun
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or(observed.now, |time| time.0);
+    let give_up = deleted + rules.cancel_timeout;
+    let next = (observed.now + delay).min(give_up);
+    let message = format!(
+        "{failure} (attempt {attempts}; retrying in {:#}; the finalizer is released at \
+         {give_up} if it keeps failing)",
+        next.duration_since(observed.now)
+    );
+    let status = FlowRunStatus {
+        cancel_attempts: Some(attempts),
+        next_attempt_time: Some(MicroTime(next)),
+        message: Some(message.clone()),
+        ..status
+    };
+    progressing(flowrun, status, observed, reason)
+        .with_event(EventType::Warning, reason, message)
+        .requeue_after(Some(until(observed.now, next)))
 }
 
 /// A finished FlowRun: drop a finalizer left behind by a crash, and delete it once its TTL
@@ -88,16 +326,19 @@ pub(super) fn after_cancel(
         Err(error) if error.kind == FailureKind::FlowNotFound => true,
         Err(error) => {
             let reason = reason_for(error.kind);
-            // Retried until it works: the finalizer holds the FlowRun until then.
+            let failure =
+                format!("Failed to cancel execution {execution_id} of flow {flow}: {error}");
+            if cause == CancelCause::Deleted {
+                let status = flowrun.status.clone().unwrap_or_default();
+                return retry_on_delete(flowrun, status, observed, rules, reason, failure);
+            }
+            // Past the deadline: retried until it works, or until the FlowRun is deleted.
             let delay = retry_delay(rules, 4, observed.jitter);
             return Transition::default()
                 .with_event(
                     EventType::Warning,
                     reason,
-                    format!(
-                        "Failed to cancel execution {execution_id} of flow {flow}, retrying in \
-                         {delay:#}: {error}"
-                    ),
+                    format!("{failure} (retrying in {delay:#})"),
                 )
                 .requeue_after(Some(until(observed.now, observed.now + delay)));
         }
@@ -108,11 +349,7 @@ pub(super) fn after_cancel(
         "canceled it"
     };
     match cause {
-        CancelCause::Deleted => Transition {
-            finalizer: Some(FinalizerChange::Remove),
-            ..Transition::default()
-        }
-        .with_event(
+        CancelCause::Deleted => release().with_event(
             EventType::Normal,
             Reason::CanceledOnDelete,
             format!(

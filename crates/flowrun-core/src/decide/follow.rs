@@ -146,19 +146,26 @@ pub(super) fn region(flowrun: &FlowRun, rules: &Rules) -> Option<String> {
 /// was allowed to start, whatever the policies say now.
 pub(super) fn flow_key(flowrun: &FlowRun, rules: &Rules) -> FlowKey {
     let status = flowrun.status.clone().unwrap_or_default();
-    let role = status
-        .identity
+    let region = status.region.or_else(|| region(flowrun, rules));
+    flow_as(flowrun, region, status.identity, status.external_id)
+}
+
+/// The FlowRun's flow in `region`, called as `identity` (a role ARN, or the operator's own).
+pub(super) fn flow_as(
+    flowrun: &FlowRun,
+    region: Option<String>,
+    identity: Option<String>,
+    external_id: Option<String>,
+) -> FlowKey {
+    let role = identity
         .filter(|identity| identity != OPERATOR_IDENTITY)
         .map(|role_arn| AssumedRole {
             role_arn,
-            external_id: status.external_id,
+            external_id,
             session_name: permit::session_name(&flowrun.namespace().unwrap_or_default()),
         });
     FlowKey {
-        region: status
-            .region
-            .or_else(|| region(flowrun, rules))
-            .unwrap_or_default(),
+        region: region.unwrap_or_default(),
         flow_name: flowrun.spec.flow_name.clone(),
         role,
     }

@@ -20,7 +20,7 @@ mod follow;
 mod start;
 mod status;
 
-use follow::{annotated_start, deadline, first_attempt, flow_key, region};
+use follow::{annotated_start, deadline, first_attempt, flow_as, flow_key, region};
 use status::given_up;
 
 /// The operator's rules, from its flags (not to be confused with a `FlowRunPolicy`, which is
@@ -37,6 +37,9 @@ pub struct Rules {
     pub poll_max_interval: SignedDuration,
     /// A namespace without a FlowRunPolicy may start nothing.
     pub require_flowrun_policy: bool,
+    /// How long a deleted FlowRun's run is tried to be canceled before the finalizer is
+    /// released anyway (`--cancel-timeout`).
+    pub cancel_timeout: SignedDuration,
 }
 
 /// What the reconciler read besides the object itself.
@@ -212,8 +215,8 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, rules: &Rules) -> Decision
         // Objects read from the API server always have a UID; nothing is safe to do without one.
         return Outcome::Wait(None).into();
     };
-    if flowrun.metadata.deletion_timestamp.is_some() {
-        return finish::decide_deletion(flowrun, rules);
+    if let Some(deleted) = &flowrun.metadata.deletion_timestamp {
+        return finish::decide_deletion(flowrun, uid, deleted.0, observed, rules);
     }
     let status = flowrun.status.clone().unwrap_or_default();
     match flowrun.phase() {
@@ -258,6 +261,16 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, rules: &Rules) -> Decision
 /// The outcome once an AppFlow call returned: a report, or a wait.
 pub fn after(flowrun: &FlowRun, observed: &Observed, rules: &Rules, answer: Answer) -> Outcome {
     match answer {
+        // Asked only to learn what a deleted FlowRun may have left running.
+        Answer::Started(call, result) if flowrun.metadata.deletion_timestamp.is_some() => {
+            status::report(finish::after_replay(
+                flowrun,
+                *call.status,
+                observed,
+                rules,
+                result,
+            ))
+        }
         Answer::Started(call, result) => status::report(start::after_start(
             flowrun,
             *call.status,

@@ -8,7 +8,7 @@ use flowrun_api::{
     FlowRun, FlowRunPolicy, FlowRunStatus, OPERATOR_IDENTITY, Phase, START_ANNOTATION, StartRecord,
     TOKEN_WINDOW,
 };
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube_core::ResourceExt;
 
@@ -94,6 +94,7 @@ pub(super) fn decide_start(
             time: observed.now,
             region: Some(region),
             identity: Some(identity),
+            external_id: grant.external_id,
         };
         return report(Transition {
             start_record: Some(record),
@@ -127,7 +128,7 @@ pub(super) fn decide_start(
         );
         return given_up(flowrun, status, observed, Reason::NotPermitted, why);
     }
-    if observed.now >= record.time + (TOKEN_WINDOW - TOKEN_SAFETY_MARGIN) {
+    if !within_token_window(&record, observed.now) {
         let why = format!(
             "StartFlow was first tried at {} and its outcome is unknown; AppFlow honours the \
              idempotency token for 8 hours only, so it is not retried",
@@ -174,16 +175,23 @@ pub(super) fn decide_start(
     }))
 }
 
+/// True while a StartFlow call with the FlowRun's token is sure to reach AppFlow before the
+/// token expires, so that it cannot start a second run.
+pub(super) fn within_token_window(record: &StartRecord, now: Timestamp) -> bool {
+    now < record.time + (TOKEN_WINDOW - TOKEN_SAFETY_MARGIN)
+}
+
 /// The start record: from the status once an attempt failed (phase Starting), else from the
 /// annotation written before the first attempt. An annotation that does not parse was edited
 /// by hand; guessing could start a second run, so it is an error.
-fn start_record(flowrun: &FlowRun) -> Result<Option<StartRecord>, String> {
+pub(super) fn start_record(flowrun: &FlowRun) -> Result<Option<StartRecord>, String> {
     if flowrun.phase() == Phase::Retrying {
         let status = flowrun.status.clone().unwrap_or_default();
         return Ok(Some(StartRecord {
             time: first_attempt(flowrun),
             region: status.region,
             identity: status.identity,
+            external_id: status.external_id,
         }));
     }
     annotated_start(flowrun).transpose().map_err(|error| {

@@ -54,6 +54,7 @@ fn rules() -> Rules {
         poll_initial_interval: SignedDuration::from_secs(5),
         poll_max_interval: SignedDuration::from_mins(1),
         require_flowrun_policy: false,
+        cancel_timeout: SignedDuration::from_mins(15),
     }
 }
 
@@ -163,6 +164,7 @@ fn start_record(time: &str, region: &str, identity: &str) -> StartRecord {
         time: at(time),
         region: Some(region.into()),
         identity: Some(identity.into()),
+        external_id: None,
     }
 }
 
@@ -845,13 +847,11 @@ fn deleting_a_flowrun_with_no_run_in_progress_makes_no_aws_call() {
             deleting("", "{phase: Succeeded, executionId: exec-1}", true),
             Some(FinalizerChange::Remove),
         ),
-        // Not started yet: no execution to cancel.
+        // Not started yet: no start record, so StartFlow was never called.
+        (deleting("", "{}", true), Some(FinalizerChange::Remove)),
+        // StartFlow was refused: nothing runs.
         (
-            deleting(
-                "",
-                &format!("{{phase: Starting, clientToken: {UID}}}"),
-                true,
-            ),
+            deleting("", &refused_start("AccessDenied"), true),
             Some(FinalizerChange::Remove),
         ),
         // cancelOnDelete: false never holds a FlowRun.
@@ -870,6 +870,258 @@ fn deleting_a_flowrun_with_no_run_in_progress_makes_no_aws_call() {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// A FlowRun in Starting whose latest StartFlow attempt failed with `reason`.
+fn refused_start(reason: &str) -> String {
+    format!(
+        "{{phase: Starting, clientToken: {UID}, region: eu-west-1, startTime: \"2026-11-25T10:00:00Z\", \
+         conditions: [{{type: Ready, status: \"False\", reason: {reason}, message: m, \
+         lastTransitionTime: \"2026-11-25T10:00:00Z\"}}]}}"
+    )
+}
+
+/// Deleted at 10:02 after its start record (first attempt at 10:00, as a role) was written.
+fn deleted_after_start_record() -> FlowRun {
+    let record = StartRecord {
+        external_id: Some("ext-7".into()),
+        ..start_record(
+            "2026-11-25T10:00:00Z",
+            "eu-west-1",
+            "arn:aws:iam::111111111111:role/sales",
+        )
+    };
+    let mut flowrun = recorded(&record, "{}");
+    flowrun.metadata.deletion_timestamp = Some(Time(at("2026-11-25T10:02:00Z")));
+    flowrun
+}
+
+#[test]
+fn deleting_while_start_flows_outcome_is_unknown_asks_again_with_the_token_then_cancels() {
+    let observed = observed("2026-11-25T10:02:01Z");
+    let sales_role = Some(AssumedRole {
+        role_arn: "arn:aws:iam::111111111111:role/sales".into(),
+        external_id: Some("ext-7".into()),
+        session_name: "flowrun-team-a".into(),
+    });
+    // The first call under way or its answer unwritten (Pending with a start record), or an
+    // attempt that timed out (Starting after AppFlowUnavailable).
+    let table = [
+        (deleted_after_start_record(), sales_role),
+        (
+            deleting("", &refused_start("AppFlowUnavailable"), true),
+            None,
+        ),
+    ];
+    for (flowrun, role) in table {
+        let replay = call(decide(&flowrun, &observed, &rules()));
+        let AppFlowCall::StartFlow(start) = &replay else {
+            panic!("expected StartFlow, got {replay:?}");
+        };
+        assert_eq!(start.request.client_token, UID);
+        assert_eq!(start.request.flow, flow_key(role));
+
+        // The run it returns is recorded first, then canceled like any running one.
+        let started = StartedFlow {
+            execution_id: Some("exec-7".into()),
+            ..StartedFlow::default()
+        };
+        let recorded = reported(after(
+            &flowrun,
+            &observed,
+            &rules(),
+            start_answer(&replay, Ok(started)),
+        ));
+        assert!(recorded.proceed);
+        assert_eq!(recorded.finalizer, None);
+        let status = written(&recorded);
+        assert_eq!(status.phase, Some(Phase::Running));
+        assert_eq!(status.execution_id.as_deref(), Some("exec-7"));
+        assert_eq!(status.client_token.as_deref(), Some(UID));
+        let mut running = flowrun.clone();
+        running.status = Some(status.clone());
+        let cancel = call(decide(&running, &observed, &rules()));
+        assert!(
+            matches!(&cancel, AppFlowCall::Cancel(c) if c.execution_id == "exec-7" && c.cause == CancelCause::Deleted),
+            "{cancel:?}"
+        );
+    }
+}
+
+#[test]
+fn deleting_after_start_flow_was_refused_releases_at_once() {
+    let observed = observed("2026-11-25T10:02:01Z");
+    // The latest attempt was refused: no AppFlow call at all.
+    for reason in [
+        "InvalidRequest",
+        "FlowNotFound",
+        "AccessDenied",
+        "QuotaExceeded",
+    ] {
+        let transition = reported(decide(
+            &deleting("", &refused_start(reason), true),
+            &observed,
+            &rules(),
+        ));
+        assert_eq!(
+            transition,
+            Transition {
+                finalizer: Some(FinalizerChange::Remove),
+                ..Transition::default()
+            },
+            "{reason}"
+        );
+    }
+    // The replay is refused: nothing runs either.
+    let flowrun = deleted_after_start_record();
+    let replay = call(decide(&flowrun, &observed, &rules()));
+    for kind in [
+        FailureKind::InvalidRequest,
+        FailureKind::FlowNotFound,
+        FailureKind::AccessDenied,
+        FailureKind::QuotaExceeded,
+    ] {
+        let transition = reported(after(
+            &flowrun,
+            &observed,
+            &rules(),
+            start_answer(&replay, Err(error(kind))),
+        ));
+        assert_eq!(
+            transition.finalizer,
+            Some(FinalizerChange::Remove),
+            "{kind:?}"
+        );
+        assert_eq!(transition.status, None);
+    }
+    // A scheduled flow has no run to cancel, and the operator does not deactivate it: said.
+    let activated = reported(after(
+        &flowrun,
+        &observed,
+        &rules(),
+        start_answer(&replay, Ok(StartedFlow::default())),
+    ));
+    assert_eq!(activated.finalizer, Some(FinalizerChange::Remove));
+    let event = activated.event.expect("a warning");
+    assert_eq!(
+        (event.type_, event.reason),
+        (EventType::Warning, Reason::RunAbandoned)
+    );
+    assert!(event.note.contains("StopFlow"), "{}", event.note);
+}
+
+#[test]
+fn failing_stops_of_a_deleted_flowrun_back_off_until_the_cancel_timeout_then_release_with_a_warning()
+ {
+    let mut flowrun = deleting("", RUNNING, true);
+    let mut now = at("2026-11-25T10:02:00Z");
+    let give_up = at("2026-11-25T10:17:00Z");
+    let mut delays = Vec::new();
+    let mut attempts = 0;
+    loop {
+        let observed = Observed {
+            now,
+            ..observed("2026-11-25T10:02:00Z")
+        };
+        let decision = decide(&flowrun, &observed, &rules());
+        let cancel = match decision {
+            Decision::Call(cancel) => cancel,
+            Decision::Done(Outcome::Report(transition)) => {
+                assert_eq!(now, give_up, "released only at the cancel timeout");
+                assert_eq!(transition.finalizer, Some(FinalizerChange::Remove));
+                let event = transition.event.expect("a warning");
+                assert_eq!(
+                    (event.type_, event.reason),
+                    (EventType::Warning, Reason::RunAbandoned)
+                );
+                assert!(
+                    event
+                        .note
+                        .contains("execution exec-1 of flow salesforce-to-s3"),
+                    "{}",
+                    event.note
+                );
+                assert!(
+                    event.note.contains("AccessDenied from AppFlow"),
+                    "{}",
+                    event.note
+                );
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        };
+        let retry = reported(after(
+            &flowrun,
+            &observed,
+            &rules(),
+            cancel_answer(&cancel, Err(error(FailureKind::AccessDenied))),
+        ));
+        attempts += 1;
+        assert_eq!(retry.finalizer, None, "held while retrying");
+        let status = written(&retry).clone();
+        assert_eq!(status.cancel_attempts, Some(attempts));
+        assert_eq!(
+            condition(&status, conditions::RECONCILING),
+            ("True", "AccessDenied")
+        );
+        let event = retry.event.expect("a warning per failure");
+        assert_eq!(
+            (event.type_, event.reason),
+            (EventType::Warning, Reason::AccessDenied)
+        );
+        assert!(
+            event
+                .note
+                .contains("the finalizer is released at 2026-11-25T10:17:00Z"),
+            "{}",
+            event.note
+        );
+        let next = status.next_attempt_time.clone().expect("next attempt").0;
+        assert!(next <= give_up, "{next}");
+        delays.push(next.duration_since(now));
+        flowrun.status = Some(status);
+        // Nothing is tried before the next attempt is due, however often it is looked at.
+        let early = Observed {
+            now: now + SignedDuration::from_millis(500),
+            ..observed
+        };
+        assert!(matches!(
+            decide(&flowrun, &early, &rules()),
+            Decision::Done(Outcome::Wait(Some(_)))
+        ));
+        now = next;
+    }
+    // 2 s, 4 s, 8 s ... capped at 5 min, and the last one cut short at the timeout.
+    assert!(
+        delays.windows(2).take(5).all(|pair| pair[1] > pair[0]),
+        "{delays:?}"
+    );
+    assert!(
+        delays
+            .iter()
+            .all(|delay| *delay <= SignedDuration::from_mins(5)),
+        "{delays:?}"
+    );
+    assert!(attempts > 5 && attempts < 20, "{attempts}: {delays:?}");
+}
+
+#[test]
+fn a_deleted_flowrun_past_the_token_window_is_not_asked_about_and_is_released_with_a_warning() {
+    let mut flowrun = deleted_after_start_record();
+    flowrun.metadata.deletion_timestamp = Some(Time(at("2026-11-25T17:40:00Z")));
+    let transition = reported(decide(
+        &flowrun,
+        &observed("2026-11-25T17:40:01Z"),
+        &rules(),
+    ));
+    assert_eq!(transition.finalizer, Some(FinalizerChange::Remove));
+    let event = transition.event.expect("a warning");
+    assert_eq!(event.reason, Reason::RunAbandoned);
+    assert!(
+        event.note.contains(&format!("client token {UID}")),
+        "{}",
+        event.note
+    );
 }
 
 #[test]
