@@ -12,7 +12,6 @@ use flowrun_api::{FlowRun, FlowRunPolicy};
 use flowrun_operator::act::metered::Metered;
 use flowrun_operator::act::sdk::SdkAppFlow;
 use flowrun_operator::leader;
-use flowrun_operator::policies::PolicyWatch;
 use flowrun_operator::reconcile::{Context, Limits};
 use flowrun_operator::settings::{LogFormat, Settings};
 use flowrun_operator::shutdown::shutdown_signal;
@@ -140,7 +139,7 @@ async fn run(
             start_rate: settings.start_rate_limit,
             poll_tick: settings.poll_tick(),
         },
-        PolicyWatch::spawn(&client, &settings.watch_namespaces),
+        &settings.watch_namespaces,
         telemetry.clone(),
         pod_name,
     ));

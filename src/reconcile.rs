@@ -7,16 +7,15 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flowrun_api::conditions::Reason;
 use flowrun_api::{FIELD_MANAGER, FlowRun};
 use flowrun_core::backoff::retry_delay;
-use flowrun_core::decide::{self, Decision, EventNote, EventType, Observed, Outcome, Rules};
+use flowrun_core::decide::{self, Decision, Observed, Outcome, Rules};
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 
 use crate::act::{Actor, AppFlow, start_slot_wait};
 use crate::lock;
@@ -40,7 +39,7 @@ pub struct Limits {
 pub struct Context<A> {
     pub client: Client,
     pub act: Actor<A>,
-    events: EventPublisher,
+    events: Arc<EventPublisher>,
     pub rules: Rules,
     /// FlowRuns reconciled at once, all watches together (`--concurrency`).
     pub(crate) concurrency: u16,
@@ -58,13 +57,14 @@ pub struct Context<A> {
 }
 
 impl<A: AppFlow> Context<A> {
-    /// `pod_name` names this replica in the events it publishes.
+    /// Starts the FlowRunPolicy watch of `namespaces` (all when empty) and the event
+    /// publisher; `pod_name` names this replica in the events it publishes.
     pub fn new(
         client: Client,
         appflow: A,
         rules: Rules,
         limits: Limits,
-        policies: PolicyWatch,
+        namespaces: &[String],
         telemetry: Arc<Telemetry>,
         pod_name: Option<String>,
     ) -> Self {
@@ -72,13 +72,15 @@ impl<A: AppFlow> Context<A> {
             controller: FIELD_MANAGER.into(),
             instance: pod_name,
         };
+        let events = Arc::new(EventPublisher::spawn(
+            client.clone(),
+            reporter,
+            events::QUEUE_CAPACITY,
+            telemetry.clone(),
+        ));
         Context {
-            events: EventPublisher::spawn(
-                client.clone(),
-                reporter,
-                events::QUEUE_CAPACITY,
-                telemetry.clone(),
-            ),
+            policies: PolicyWatch::spawn(&client, namespaces, events.clone(), &telemetry),
+            events,
             client,
             // At most half the reconcile slots wait on one flow's StartFlow: a flow whose calls
             // hang until the AWS timeout must not hold them all and stall the other flows.
@@ -96,7 +98,6 @@ impl<A: AppFlow> Context<A> {
             failures: Mutex::default(),
             written: Mutex::default(),
             telemetry,
-            policies,
         }
     }
 
@@ -237,12 +238,14 @@ fn wait<A: AppFlow>(ctx: &Context<A>, uid: &str, requeue: Option<Duration>) -> A
 }
 
 fn observe<A>(ctx: &Context<A>, flowrun: &FlowRun) -> Observed {
+    let policies = ctx
+        .policies
+        .of_namespace(&flowrun.namespace().unwrap_or_default());
     Observed {
         now: Timestamp::now(),
         jitter: fastrand::f64(),
-        policies: ctx
-            .policies
-            .of_namespace(&flowrun.namespace().unwrap_or_default()),
+        policies: policies.readable,
+        unreadable_policies: policies.unreadable,
     }
 }
 
@@ -271,24 +274,8 @@ fn report_invalid<A>(ctx: &Context<A>, invalid: &kube::core::error_boundary::Inv
     let name = invalid.metadata.name.clone().unwrap_or_default();
     let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
     tracing::warn!(flowrun = %format!("{namespace}/{name}"), error = %invalid.error, "Skipped invalid FlowRun");
-    let regarding = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some(FlowRun::api_version(&()).into_owned()),
-        kind: Some(FlowRun::kind(&()).into_owned()),
-        name: Some(name),
-        namespace: Some(namespace),
-        uid: invalid.metadata.uid.clone(),
-        resource_version: invalid.metadata.resource_version.clone(),
-        ..Default::default()
-    };
-    let note = EventNote {
-        type_: EventType::Warning,
-        reason: Reason::InvalidObject,
-        note: format!(
-            "The operator cannot read this FlowRun and skips it: {}",
-            invalid.error
-        ),
-    };
-    ctx.events.publish(regarding, &note, "Reconcile");
+    ctx.events
+        .publish_unreadable::<FlowRun>(invalid, "It is skipped until it is fixed.");
 }
 
 /// `namespace/name`, the way users name a FlowRun in logs.
@@ -363,7 +350,7 @@ mod tests {
             Starts,
             rules,
             limits,
-            PolicyWatch::spawn(&client, &[]),
+            &[],
             Arc::new(Telemetry::new()),
             None,
         );

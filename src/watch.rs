@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use flowrun_api::{FlowRun, START_ANNOTATION};
+use flowrun_api::{FlowRun, Phase, START_ANNOTATION};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{self, reflector};
+use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 
 use crate::act::AppFlow;
 use crate::reconcile::{Context, error_policy, reconcile};
@@ -49,7 +49,23 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
             }
         })
         .applied_objects();
-        let controller = Controller::for_stream(flowruns, store);
+        let waiting = store.clone();
+        // A FlowRun waiting for its namespace's policies is looked at again when they change.
+        let policy_changes = ctx.policies.changes().flat_map(move |namespace| {
+            let refs: Vec<ObjectRef<DeserializeGuard<FlowRun>>> = waiting
+                .state()
+                .iter()
+                .filter(|guarded| namespace.is_none() || guarded.namespace() == namespace)
+                .filter(|guarded| {
+                    guarded.0.as_ref().is_ok_and(|flowrun| {
+                        matches!(flowrun.phase(), Phase::Pending | Phase::Retrying)
+                    })
+                })
+                .map(|guarded| ObjectRef::from_obj(guarded.as_ref()))
+                .collect();
+            futures::stream::iter(refs)
+        });
+        let controller = Controller::for_stream(flowruns, store).reconcile_on(policy_changes);
         // Polled in this task, like the controller's own wait for its cache (see watch_store).
         let synced = ctx.telemetry.watch_store(controller.store());
         // Each watch may use the whole budget; the permit keeps them all within it.

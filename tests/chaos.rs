@@ -12,15 +12,19 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flowrun_api::flowrun::{FlowRun, Phase};
+use flowrun_api::conditions::RECONCILING;
+use flowrun_api::flowrun::{FlowRun, FlowRunSpec, Phase};
+use flowrun_api::policy::{FlowRunPolicy, FlowRunPolicySpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{CustomResourceExt, ResourceExt};
 use serde_json::json;
 use support::appflow_local::{Fault, FaultKind, RequestRecord};
-use support::cluster::{Cluster, client_for, cluster_sh, install_crd, own_cluster, repo_root};
-use support::flowruns::{World, exactly_once_violations};
+use support::cluster::{
+    Cluster, client_for, cluster_sh, install_crd, own_cluster, repo_root, unique_namespace,
+};
+use support::flowruns::{World, condition, exactly_once_violations, is, uid};
 use support::operator::Operator;
 
 const FLOWS: &str = r#"
@@ -492,26 +496,18 @@ async fn forced_lease_loss_never_lets_two_leaders_call_appflow() {
 
 /// A FlowRun CRD version that accepts anything: what objects written under an older, looser
 /// schema were stored with.
-fn loose_crd() -> CustomResourceDefinition {
-    serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "flowruns.appflow.flowrun.dev"},
-        "spec": {
-            "group": "appflow.flowrun.dev",
-            "names": {"kind": "FlowRun", "plural": "flowruns", "singular": "flowrun",
-                      "listKind": "FlowRunList"},
-            "scope": "Namespaced",
-            "versions": [{
-                "name": "v1alpha1", "served": true, "storage": true,
-                "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": {
-                    "type": "object", "x-kubernetes-preserve-unknown-fields": true
-                }}
-            }]
-        }
-    }))
-    .expect("a valid CRD")
+/// `K`'s CRD as an older release might have had it: the same names, no schema to speak of.
+fn loose_crd<K: CustomResourceExt>() -> CustomResourceDefinition {
+    let mut crd = K::crd();
+    for version in &mut crd.spec.versions {
+        version.schema = Some(
+            serde_json::from_value(json!({"openAPIV3Schema": {
+                "type": "object", "x-kubernetes-preserve-unknown-fields": true
+            }}))
+            .expect("a valid schema"),
+        );
+    }
+    crd
 }
 
 fn object(name: &str, body: serde_json::Value) -> DynamicObject {
@@ -545,7 +541,7 @@ async fn bad_input_is_refused_or_reported_and_never_stops_the_operator() {
     );
 
     // Stored under an older, looser schema, then the real CRD comes back.
-    install_crd(&client, &loose_crd()).await;
+    install_crd(&client, &loose_crd::<FlowRun>()).await;
     let legacy = [
         ("legacy-number", json!({"spec": {"flowName": 42}})),
         (
@@ -729,4 +725,127 @@ async fn bad_input_is_refused_or_reported_and_never_stops_the_operator() {
     assert_eq!(operator.exited(), None, "the operator must keep running");
     let logs = operator.logs();
     assert!(!logs.contains("panicked"), "{logs}");
+}
+
+/// A FlowRunPolicy stored under an older, looser schema (`flows` a string) closes its own
+/// namespace only: its FlowRuns wait with `NotPermitted` naming the policy and make no AppFlow
+/// call, the policy gets an `InvalidObject` Warning and is counted, while another namespace is
+/// served and the operator is ready. Fixing the policy starts the waiting FlowRun by itself.
+/// Bounds: its own cluster (the test changes the CRD); each wait at most 60 s.
+#[tokio::test]
+async fn an_unreadable_policy_closes_only_its_namespace_until_it_is_fixed() {
+    let own = OwnCluster::up("bad-policy");
+    let client = client_for(&own.cluster.kubeconfig).await;
+    let closed = World::new_in(client.clone(), "policy-closed", FLOWS).await;
+    let open_namespace = unique_namespace(&client, "policy-open").await;
+    let open: Api<FlowRun> = Api::namespaced(client.clone(), &open_namespace);
+    let policy_api = ApiResource::erase::<FlowRunPolicy>(&());
+    let closed_policies: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &closed.namespace, &policy_api);
+
+    install_crd(&client, &loose_crd::<FlowRunPolicy>()).await;
+    let legacy: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "appflow.flowrun.dev/v1alpha1",
+        "kind": "FlowRunPolicy",
+        "metadata": {"name": "legacy"},
+        "spec": {"flows": "quick", "regions": ["*"]},
+    }))
+    .expect("object");
+    closed_policies
+        .create(&PostParams::default(), &legacy)
+        .await
+        .expect("stored under the loose schema");
+    install_crd(&client, &FlowRunPolicy::crd()).await;
+    let allow_all = FlowRunPolicySpec {
+        flows: vec!["*".into()],
+        regions: vec!["*".into()],
+        role_arn: None,
+        external_id: None,
+    };
+    Api::<FlowRunPolicy>::namespaced(client.clone(), &open_namespace)
+        .create(
+            &PostParams::default(),
+            &FlowRunPolicy::new("all", allow_all),
+        )
+        .await
+        .expect("a valid policy");
+
+    // All namespaces, as most installs watch.
+    let operator = Operator::start_with(
+        &own.cluster.operator_kubeconfig,
+        &closed.namespace,
+        closed.appflow.endpoint_url(),
+        &[],
+    );
+    let token = uid(&closed.create("waiting", "quick").await);
+    open.create(
+        &PostParams::default(),
+        &FlowRun::new("served", FlowRunSpec::new("quick")),
+    )
+    .await
+    .expect("create");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !open
+        .get("served")
+        .await
+        .is_ok_and(|flowrun| succeeded(&flowrun))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the other namespace is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let waiting = closed
+        .wait_for(
+            "waiting",
+            Duration::from_secs(60),
+            Some(&operator),
+            |status| condition(status, RECONCILING) == is("True", "NotPermitted"),
+        )
+        .await;
+    let status = waiting.status.clone().expect("status");
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("FlowRunPolicy legacy"), "{message}");
+    assert_eq!(status.phase, Some(Phase::Pending));
+    assert_eq!(
+        waiting.finalizers(),
+        Vec::<String>::new(),
+        "nothing recorded"
+    );
+    let event = closed.wait_for_event("legacy", "InvalidObject").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        operator.metric("flowrun_unreadable_policies").await,
+        Some(1.0)
+    );
+    assert_eq!(readyz(&operator.http_url().await).await.0, 200);
+    let stats = closed.appflow.stats().await;
+    assert_eq!(
+        stats.token(&token).start_flow_calls,
+        0,
+        "no AppFlow call for it"
+    );
+
+    // Fixed by a cluster admin: the FlowRun starts without anyone touching it.
+    closed_policies
+        .patch(
+            "legacy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"flows": ["quick"]}})),
+        )
+        .await
+        .expect("fix the policy");
+    closed
+        .wait_until(
+            "waiting",
+            Duration::from_secs(60),
+            Some(&operator),
+            succeeded,
+        )
+        .await;
+    assert_eq!(
+        operator.metric("flowrun_unreadable_policies").await,
+        Some(0.0)
+    );
 }

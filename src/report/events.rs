@@ -12,12 +12,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use flowrun_api::conditions::Reason;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::Client;
 use kube::api::{Api, PostParams};
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
+use kube::{Client, Resource};
 use tokio::sync::mpsc;
 
 use crate::telemetry::Telemetry;
@@ -97,6 +99,36 @@ impl EventPublisher {
                 }
             }
         }
+    }
+}
+
+impl EventPublisher {
+    /// A Warning event (`InvalidObject`) about an object of kind `K` that does not parse, e.g.
+    /// one stored under an older schema; `consequence` says what the operator does about it.
+    pub fn publish_unreadable<K: Resource<DynamicType = ()>>(
+        &self,
+        invalid: &InvalidObject,
+        consequence: &str,
+    ) {
+        let kind = K::kind(&());
+        let regarding = ObjectReference {
+            api_version: Some(K::api_version(&()).into_owned()),
+            kind: Some(kind.clone().into_owned()),
+            name: invalid.metadata.name.clone(),
+            namespace: invalid.metadata.namespace.clone(),
+            uid: invalid.metadata.uid.clone(),
+            resource_version: invalid.metadata.resource_version.clone(),
+            ..Default::default()
+        };
+        let note = EventNote {
+            type_: EventType::Warning,
+            reason: Reason::InvalidObject,
+            note: format!(
+                "The operator cannot read this {kind}: {}. {consequence}",
+                invalid.error
+            ),
+        };
+        self.publish(regarding, &note, "Reconcile");
     }
 }
 

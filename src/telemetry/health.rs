@@ -1,7 +1,7 @@
 //! Health: what this replica does (leading, standing by) and whether it is ready, as
 //! `/readyz` reports it.
 
-use flowrun_api::FlowRun;
+use flowrun_api::{FlowRun, FlowRunPolicy};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 
@@ -21,6 +21,7 @@ pub enum Role {
 #[derive(Default)]
 pub(super) struct Watches {
     pub(super) stores: Vec<Store<DeserializeGuard<FlowRun>>>,
+    pub(super) policies: Vec<Store<DeserializeGuard<FlowRunPolicy>>>,
     pub(super) synced: usize,
 }
 

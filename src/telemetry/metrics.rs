@@ -54,6 +54,7 @@ pub(super) struct Metrics {
     pub(super) appflow_calls: Family<CallLabels, Counter>,
     pub(super) appflow_call_duration: Family<OperationLabels, Histogram>,
     pub(super) flowruns: Family<PhaseLabels, Gauge>,
+    pub(super) unreadable_policies: Gauge,
     pub(super) run_duration: Family<PhaseLabels, Histogram>,
     pub(super) leader: Gauge,
     pub(super) events_dropped: Counter,
@@ -70,6 +71,7 @@ impl Metrics {
             appflow_calls: Family::default(),
             appflow_call_duration: Family::new_with_constructor(|| Histogram::new(CALL_BUCKETS)),
             flowruns: Family::default(),
+            unreadable_policies: Gauge::default(),
             run_duration: Family::new_with_constructor(|| Histogram::new(RUN_BUCKETS)),
             leader: Gauge::default(),
             events_dropped: Counter::default(),
@@ -141,6 +143,12 @@ impl Metrics {
             "Kubernetes events dropped because too many were waiting to be published (the \
              statuses carry the same facts)",
             self.events_dropped.clone(),
+        );
+        registry.register(
+            "unreadable_policies",
+            "FlowRunPolicies the operator cannot read (e.g. stored under an older schema); \
+             nothing is started in their namespaces until they are fixed",
+            self.unreadable_policies.clone(),
         );
         registry.register(
             "abandoned_runs",

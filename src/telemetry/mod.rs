@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use flowrun_api::conditions::Reason;
-use flowrun_api::{FlowRun, FlowRunStatus};
+use flowrun_api::{FlowRun, FlowRunPolicy, FlowRunStatus};
 use flowrun_core::appflow::AppFlowError;
 use flowrun_core::decide::Transition;
 use kube::core::DeserializeGuard;
@@ -93,6 +93,11 @@ impl Telemetry {
         }
     }
 
+    /// Follows a FlowRunPolicy cache, for the count of unreadable policies.
+    pub fn watch_policies(&self, store: Store<DeserializeGuard<FlowRunPolicy>>) {
+        lock(&self.watches).policies.push(store);
+    }
+
     /// `(ready, what /readyz says)`.
     pub fn readiness(&self) -> (bool, String) {
         let watches = lock(&self.watches);
@@ -171,10 +176,22 @@ impl Telemetry {
     /// The metrics in OpenMetrics text.
     pub fn encode(&self) -> String {
         let _one_at_a_time = lock(&self.scrape);
-        let counts = {
+        let (counts, unreadable_policies) = {
             let watches = lock(&self.watches);
-            count_phases(watches.stores.iter().flat_map(|store| store.state()))
+            let unreadable = watches
+                .policies
+                .iter()
+                .flat_map(|store| store.state())
+                .filter(|policy| policy.0.is_err())
+                .count();
+            (
+                count_phases(watches.stores.iter().flat_map(|store| store.state())),
+                unreadable,
+            )
         };
+        self.metrics
+            .unreadable_policies
+            .set(i64::try_from(unreadable_policies).unwrap_or(i64::MAX));
         self.metrics.flowruns.clear();
         for (phase, count) in counts {
             self.metrics

@@ -50,6 +50,18 @@ pub struct Observed {
     pub jitter: f64,
     /// The FlowRunPolicies of the FlowRun's namespace.
     pub policies: Vec<Arc<FlowRunPolicy>>,
+    /// The FlowRunPolicies of the namespace that the operator cannot read (e.g. stored under an
+    /// older schema). Any of them may name the role the FlowRun must use, so while one is
+    /// there nothing in the namespace is started.
+    pub unreadable_policies: Vec<UnreadablePolicy>,
+}
+
+/// A FlowRunPolicy that does not parse into today's type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadablePolicy {
+    pub name: String,
+    /// Why it does not parse.
+    pub error: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

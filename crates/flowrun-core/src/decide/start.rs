@@ -63,6 +63,9 @@ pub(super) fn decide_start(
         );
         return given_up(flowrun, status, observed, Reason::InvalidObject, why);
     }
+    if !observed.unreadable_policies.is_empty() {
+        return wait_for_readable_policies(flowrun, status, observed);
+    }
     // Checked before every attempt: a record never grants what the policies no longer do.
     let policies: Vec<&FlowRunPolicy> = observed.policies.iter().map(Arc::as_ref).collect();
     let namespace = flowrun.namespace().unwrap_or_default();
@@ -173,6 +176,42 @@ pub(super) fn decide_start(
         },
         status: Box::new(status),
     }))
+}
+
+/// A namespace with a FlowRunPolicy the operator cannot read fails closed: that policy may name
+/// the role its FlowRuns must use, and running them as another identity would mix privileges
+/// up. Nothing is started, and the FlowRun waits (not fails): a change to any policy of the
+/// namespace brings it back, so it starts by itself once the policy is fixed.
+fn wait_for_readable_policies(
+    flowrun: &FlowRun,
+    status: FlowRunStatus,
+    observed: &Observed,
+) -> Decision {
+    let namespace = flowrun.namespace().unwrap_or_default();
+    let unreadable = observed
+        .unreadable_policies
+        .iter()
+        .map(|policy| format!("{} ({})", policy.name, policy.error))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = format!(
+        "the operator cannot read FlowRunPolicy {unreadable} in namespace {namespace}, which \
+         may name the AWS role for this FlowRun: nothing in the namespace is started until a \
+         cluster admin fixes or deletes it; then the FlowRun starts by itself"
+    );
+    let status = FlowRunStatus {
+        phase: Some(flowrun.phase()),
+        message: Some(message.clone()),
+        ..status
+    };
+    let waiting = Transition {
+        requeue: None,
+        ..progressing(flowrun, status, observed, Reason::NotPermitted)
+    };
+    if waiting.status == flowrun.status {
+        return Outcome::Wait(None).into();
+    }
+    report(waiting.with_event(EventType::Warning, Reason::NotPermitted, message))
 }
 
 /// True while a StartFlow call with the FlowRun's token is sure to reach AppFlow before the

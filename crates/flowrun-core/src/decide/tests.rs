@@ -42,6 +42,7 @@ fn observed(now: &str) -> Observed {
         now: at(now),
         jitter: 0.5,
         policies: Vec::new(),
+        unreadable_policies: Vec::new(),
     }
 }
 
@@ -512,8 +513,7 @@ fn start_errors_are_terminal_or_retried_by_class() {
             &starting("2026-11-25T10:00:00Z", ", startAttempts: 2"),
             &Observed {
                 now,
-                jitter: 0.5,
-                policies: Vec::new(),
+                ..observed("2026-11-25T10:00:00Z")
             },
             Err(error(kind)),
         );
@@ -1416,5 +1416,76 @@ fn every_attempt_is_checked_against_the_policies_and_never_changes_identity() {
             status.message.as_deref().unwrap_or_default().contains(ROLE),
             "{status:?}"
         );
+    }
+}
+
+#[test]
+fn a_namespace_with_an_unreadable_policy_starts_nothing_until_it_is_fixed() {
+    let unreadable = Observed {
+        unreadable_policies: vec![UnreadablePolicy {
+            name: "sales".into(),
+            error: "spec.flows: invalid type: string, expected a sequence".into(),
+        }],
+        ..with_policies(
+            "2026-11-25T10:00:02Z",
+            vec![tenant_policy("ops", &["*"], None)],
+        )
+    };
+    let record = start_record("2026-11-25T10:00:01Z", "eu-west-1", OPERATOR_IDENTITY);
+    // New, recorded (first call due), and retrying: none is started, with or without
+    // --require-policy, and none fails for good.
+    for require_flowrun_policy in [false, true] {
+        let rules = Rules {
+            require_flowrun_policy,
+            ..rules()
+        };
+        for flowrun in [
+            flowrun("{}"),
+            recorded(&record, "{}"),
+            starting("2026-11-25T10:00:01Z", ", startAttempts: 1"),
+        ] {
+            let waiting = reported(decide(&flowrun, &unreadable, &rules));
+            assert_eq!(waiting.start_record, None, "nothing recorded");
+            assert_eq!(waiting.finalizer, None);
+            let status = written(&waiting);
+            assert_eq!(status.phase, Some(flowrun.phase()), "not failed");
+            assert_eq!(
+                condition(status, conditions::RECONCILING),
+                ("True", "NotPermitted")
+            );
+            let message = status.message.clone().unwrap_or_default();
+            assert!(
+                message.contains("FlowRunPolicy sales (spec.flows: invalid type")
+                    && message.contains("namespace team-a"),
+                "{message}"
+            );
+            let event = waiting.event.clone().expect("a warning");
+            assert_eq!(
+                (event.type_, event.reason),
+                (EventType::Warning, Reason::NotPermitted)
+            );
+
+            // Looked at again while the policy is still unreadable: no write, no call; a change
+            // to a policy of the namespace brings it back.
+            let mut written = flowrun.clone();
+            written.status = Some(status.clone());
+            assert_eq!(
+                decide(&written, &unreadable, &rules),
+                Decision::Done(Outcome::Wait(None))
+            );
+            // Fixed: it goes on as if nothing had happened.
+            let fixed = with_policies(
+                "2026-11-25T10:00:03Z",
+                vec![tenant_policy("ops", &["*"], None)],
+            );
+            assert!(
+                !matches!(
+                    decide(&written, &fixed, &rules),
+                    Decision::Done(Outcome::Wait(None))
+                ),
+                "{:?}",
+                written.status
+            );
+        }
     }
 }
