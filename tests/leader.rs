@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flowrun_api::flowrun::{FlowRunStatus, Phase};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use support::appflow_local::{Fault, FaultKind};
 use support::flowruns::{FLOWS, World};
 use support::operator::{Operator, metric};
@@ -241,5 +241,49 @@ async fn probes_and_metrics_report_what_the_operator_does() {
         text.lines()
             .all(|line| !line.contains("quick\"") && !line.contains(&world.namespace)),
         "no FlowRun names or namespaces in labels:\n{text}"
+    );
+}
+
+/// A Lease that does not parse (here the Lease stand-in takes anything; a real kube-apiserver
+/// refuses such a Lease) must not leave the operator without a leader: it is taken over once
+/// it stops changing for a lease duration, and FlowRuns start. Bounds: lease 2 s; 30 s wait.
+#[tokio::test]
+async fn an_unreadable_lease_is_taken_over_once_it_stops_changing() {
+    let world = World::new("bad-lease", FLOWS).await;
+    let leases: Api<DynamicObject> = Api::namespaced_with(
+        world.client.clone(),
+        &world.namespace,
+        &ApiResource::erase::<Lease>(&()),
+    );
+    let garbled: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": LEASE},
+        "spec": {"holderIdentity": 7, "leaseDurationSeconds": "fifteen"},
+    }))
+    .expect("object");
+    match leases.create(&PostParams::default(), &garbled).await {
+        Ok(_) => {}
+        // A real kube-apiserver validates Leases: the case cannot arise there.
+        Err(kube::Error::Api(status)) if status.code == 422 => return,
+        Err(error) => panic!("create the garbled Lease: {error}"),
+    }
+    let args = election_args(&world.namespace, "2s", "1500ms", "250ms");
+    let operator = start(&world, &args);
+    world.create("after", "on-demand").await;
+    world
+        .wait_for("after", START, Some(&operator), phase_is(Phase::Running))
+        .await;
+    let logs = operator.logs();
+    assert!(
+        logs.contains("Cannot read the leader lease"),
+        "said why it waited: {}",
+        operator.log_path().display()
+    );
+    let holder = holder(&world).await.expect("a holder");
+    assert!(!holder.contains("unreadable"), "{holder}");
+    assert_eq!(
+        metric(&operator.http_url().await, "flowrun_leader").await,
+        Some(1.0)
     );
 }

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use flowrun_api::FIELD_MANAGER;
 use jiff::Timestamp;
-use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
+use kube::core::DeserializeGuard;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -27,6 +28,8 @@ enum Round {
 /// Takes, renews and releases the Lease.
 pub struct Elector {
     api: Api<Lease>,
+    /// The same Lease, read so that one which does not parse is still seen (see `read`).
+    reader: Api<DeserializeGuard<Lease>>,
     config: Config,
     observer: Observer,
     pub(super) telemetry: Arc<Telemetry>,
@@ -35,7 +38,8 @@ pub struct Elector {
 impl Elector {
     pub fn new(client: Client, config: Config, telemetry: Arc<Telemetry>) -> Self {
         Elector {
-            api: Api::namespaced(client, &config.namespace),
+            api: Api::namespaced(client.clone(), &config.namespace),
+            reader: Api::namespaced(client, &config.namespace),
             config,
             observer: Observer::default(),
             telemetry,
@@ -127,9 +131,40 @@ impl Elector {
         }
     }
 
+    /// The Lease as read. One that does not parse (where Lease is served as a custom resource
+    /// with a loose schema, anything can write it) counts as held by an unknown holder whose
+    /// claim runs out, like any holder's, once the Lease stops changing: the holder is named
+    /// by the resourceVersion, so every write to the Lease renews the claim. Failing instead
+    /// would leave the operator with no leader for as long as the Lease stays unreadable.
+    async fn read(&self) -> Result<Option<Lease>, kube::Error> {
+        let Some(guarded) = self.reader.get_opt(&self.config.lease_name).await? else {
+            return Ok(None);
+        };
+        Ok(Some(guarded.0.unwrap_or_else(|invalid| {
+            let version = invalid
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default();
+            tracing::warn!(
+                error = %invalid.error,
+                "Cannot read the leader lease; taking it over once it stops changing"
+            );
+            Lease {
+                metadata: invalid.metadata,
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(format!(
+                        "an unreadable Lease at resourceVersion {version}"
+                    )),
+                    ..LeaseSpec::default()
+                }),
+            }
+        })))
+    }
+
     /// One round: read the Lease, then take it, renew it, or follow its holder.
     async fn try_acquire_or_renew(&mut self) -> Result<Round, kube::Error> {
-        let lease = self.api.get_opt(&self.config.lease_name).await?;
+        let lease = self.read().await?;
         let now = Instant::now();
         let current = lease
             .as_ref()
@@ -187,7 +222,7 @@ impl Elector {
 
     /// Hands the Lease back if this replica still holds it; true if it did.
     pub(super) async fn release(&mut self) -> Result<bool, kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.config.lease_name).await? else {
+        let Some(mut lease) = self.read().await? else {
             return Ok(false);
         };
         let spec = lease.spec.take().unwrap_or_default();
