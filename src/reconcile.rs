@@ -47,9 +47,9 @@ pub struct Context<A> {
     pub(crate) reconcile_budget: Arc<tokio::sync::Semaphore>,
     /// Consecutive unexpected errors per FlowRun UID, for the error policy's backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// The resourceVersion of this operator's latest write per FlowRun UID, until the watch
-    /// has delivered it (see `is_stale`).
-    written: Mutex<HashMap<String, u64>>,
+    /// Per FlowRun UID, the resourceVersions this operator's writes replaced, until the watch
+    /// has delivered a later one (see `is_stale`).
+    superseded: Mutex<HashMap<String, Vec<String>>>,
     /// Metrics and readiness.
     pub telemetry: Arc<Telemetry>,
     /// The FlowRunPolicies of the watched namespaces.
@@ -96,7 +96,7 @@ impl<A: AppFlow> Context<A> {
                 limits.concurrency,
             ))),
             failures: Mutex::default(),
-            written: Mutex::default(),
+            superseded: Mutex::default(),
             telemetry,
         }
     }
@@ -125,7 +125,7 @@ impl<A: AppFlow> Context<A> {
             return;
         };
         self.clear_failures(&uid);
-        lock(&self.written).remove(&uid);
+        lock(&self.superseded).remove(&uid);
         self.act.forget_answer(&uid);
         tracing::debug!(flowrun = %object_key(gone), "Forgot the deleted FlowRun");
     }
@@ -135,7 +135,7 @@ impl<A: AppFlow> Context<A> {
     fn kept_for(&self, uid: &str) -> [bool; 3] {
         [
             lock(&self.failures).contains_key(uid),
-            lock(&self.written).contains_key(uid),
+            lock(&self.superseded).contains_key(uid),
             self.act.has_answer(uid),
         ]
     }
@@ -143,29 +143,36 @@ impl<A: AppFlow> Context<A> {
     /// True while the watch has not delivered this operator's latest write to the FlowRun yet.
     /// Under load the watch can lag behind a requeue; deciding on the older copy would repeat
     /// the step already taken (StartFlow again, or a status written back over a newer one).
-    /// resourceVersions are etcd revisions, so they are compared as numbers; a server whose
-    /// versions are not numbers gets no such guard.
+    /// resourceVersions are opaque, so they are only compared for equality: a copy is stale
+    /// while it is one that a write of this operator replaced. The watch delivers versions in
+    /// order, so any other version is the write itself or later.
     fn is_stale(&self, uid: &str, flowrun: &FlowRun) -> bool {
-        let mut written = lock(&self.written);
-        let Some(&wrote) = written.get(uid) else {
+        let mut superseded = lock(&self.superseded);
+        let Some(versions) = superseded.get(uid) else {
             return false;
         };
-        let seen = flowrun
+        if flowrun
             .resource_version()
-            .and_then(|version| version.parse::<u64>().ok());
-        if seen.is_some_and(|seen| seen < wrote) {
+            .is_some_and(|seen| versions.contains(&seen))
+        {
             return true;
         }
-        written.remove(uid);
+        superseded.remove(uid);
         false
     }
 
-    fn remember_write(&self, uid: &str, written: Option<&FlowRun>) {
-        if let Some(version) = written
-            .and_then(|written| written.resource_version())
-            .and_then(|version| version.parse().ok())
+    /// A write decided on `decided_on` returned `written`. A write that changed nothing keeps
+    /// the version, and the watch sends nothing for it: that one is not remembered.
+    fn remember_write(&self, uid: &str, decided_on: &FlowRun, written: Option<&FlowRun>) {
+        let replaced = decided_on.resource_version();
+        let new = written.and_then(|written| written.resource_version());
+        if let (Some(replaced), Some(new)) = (replaced, new)
+            && replaced != new
         {
-            lock(&self.written).insert(uid.to_owned(), version);
+            lock(&self.superseded)
+                .entry(uid.to_owned())
+                .or_default()
+                .push(replaced);
         }
     }
 }
@@ -216,7 +223,7 @@ pub(crate) async fn reconcile<A: AppFlow>(
 
         // Report.
         let written = report::apply(&api, &ctx.events, &flowrun, &transition, action).await?;
-        ctx.remember_write(&uid, written.as_ref());
+        ctx.remember_write(&uid, &flowrun, written.as_ref());
         ctx.telemetry
             .record_transition(flowrun.status.as_ref(), &transition);
         ctx.reported(&uid);
@@ -325,9 +332,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_deleted_flowrun_leaves_nothing_behind() {
-        // A client that never connects: nothing here reaches an API server.
+    /// A context whose client never connects: nothing here reaches an API server.
+    fn context() -> Context<Starts> {
         let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
         let client = Client::try_from(config).expect("client");
         let rules = Rules {
@@ -345,20 +351,49 @@ mod tests {
             start_rate: NonZeroU32::MIN,
             poll_tick: Duration::from_secs(1),
         };
-        let ctx = Context::new(
-            client.clone(),
+        Context::new(
+            client,
             Starts,
             rules,
             limits,
             &[],
             Arc::new(Telemetry::new()),
             None,
-        );
+        )
+    }
+
+    fn at_version(version: &str) -> FlowRun {
         let mut flowrun = FlowRun::new("nightly", FlowRunSpec::new("sales"));
         flowrun.metadata.uid = Some("uid-1".into());
-        flowrun.metadata.resource_version = Some("42".into());
+        flowrun.metadata.resource_version = Some(version.into());
+        flowrun
+    }
+
+    #[tokio::test]
+    async fn copies_that_the_operators_writes_replaced_are_stale_whatever_the_versions_look_like() {
+        let ctx = context();
+        // Opaque versions, not numbers; a start record write, then the status write after it.
+        ctx.remember_write("uid-1", &at_version("b7"), Some(&at_version("a3")));
+        ctx.remember_write("uid-1", &at_version("a3"), Some(&at_version("zz")));
+        assert!(ctx.is_stale("uid-1", &at_version("b7")));
+        assert!(ctx.is_stale("uid-1", &at_version("a3")));
+        // The write itself, or anything after it, is fresh, and the guard is done.
+        assert!(!ctx.is_stale("uid-1", &at_version("q1")));
+        assert!(
+            !ctx.is_stale("uid-1", &at_version("b7")),
+            "forgotten once caught up"
+        );
+        // A write that changed nothing keeps its version and no watch event comes for it.
+        ctx.remember_write("uid-1", &at_version("q1"), Some(&at_version("q1")));
+        assert!(!ctx.is_stale("uid-1", &at_version("q1")));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_flowrun_leaves_nothing_behind() {
+        let ctx = context();
+        let flowrun = at_version("42");
         ctx.record_failure("uid-1");
-        ctx.remember_write("uid-1", Some(&flowrun));
+        ctx.remember_write("uid-1", &flowrun, Some(&at_version("43")));
         let call = AppFlowCall::StartFlow(StartCall {
             request: StartFlowRequest {
                 flow: FlowKey {
