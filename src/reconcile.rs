@@ -301,14 +301,18 @@ mod tests {
     use flowrun_core::decide::{AppFlowCall, StartCall};
     use jiff::SignedDuration;
 
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
     use crate::act::appflow::{AppFlowError, RecordsPage};
 
-    /// Answers StartFlow at once; nothing else is called here.
-    struct Starts;
+    /// Answers StartFlow at once, counting the calls; nothing else is called here.
+    #[derive(Default)]
+    struct Starts(Arc<AtomicUsize>);
 
     impl AppFlow for Starts {
         async fn start_flow(&self, _: &StartFlowRequest) -> Result<StartedFlow, AppFlowError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
             Ok(StartedFlow {
                 execution_id: Some("exec-1".into()),
                 ..StartedFlow::default()
@@ -333,7 +337,7 @@ mod tests {
     }
 
     /// A context whose client never connects: nothing here reaches an API server.
-    fn context() -> Context<Starts> {
+    fn context(appflow: Starts) -> Context<Starts> {
         let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
         let client = Client::try_from(config).expect("client");
         let rules = Rules {
@@ -353,7 +357,7 @@ mod tests {
         };
         Context::new(
             client,
-            Starts,
+            appflow,
             rules,
             limits,
             &[],
@@ -371,7 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn copies_that_the_operators_writes_replaced_are_stale_whatever_the_versions_look_like() {
-        let ctx = context();
+        let ctx = context(Starts::default());
         // Opaque versions, not numbers; a start record write, then the status write after it.
         ctx.remember_write("uid-1", &at_version("b7"), Some(&at_version("a3")));
         ctx.remember_write("uid-1", &at_version("a3"), Some(&at_version("zz")));
@@ -390,7 +394,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_flowrun_leaves_nothing_behind() {
-        let ctx = context();
+        let ctx = context(Starts::default());
         let flowrun = at_version("42");
         ctx.record_failure("uid-1");
         ctx.remember_write("uid-1", &flowrun, Some(&at_version("43")));
@@ -410,5 +414,61 @@ mod tests {
 
         ctx.forget(&DeserializeGuard(Ok(flowrun)));
         assert_eq!(ctx.kept_for("uid-1"), [false; 3]);
+    }
+
+    /// StartFlow answered, but the write that records it failed; then the FlowRun is deleted.
+    /// The answer kept in memory names the run to cancel: AppFlow is not asked again.
+    #[tokio::test]
+    async fn a_flowrun_deleted_before_its_start_answer_was_written_cancels_that_run() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let ctx = context(Starts(calls.clone()));
+        let record = serde_json::json!({
+            "time": Timestamp::now(), "region": "eu-west-1", "identity": "operator default",
+        })
+        .to_string();
+        let flowrun: FlowRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "appflow.flowrun.dev/v1alpha1",
+            "kind": "FlowRun",
+            "metadata": {
+                "name": "nightly", "namespace": "team-a", "uid": "uid-1",
+                "annotations": {flowrun_api::START_ANNOTATION: record},
+                "finalizers": [flowrun_api::FINALIZER],
+            },
+            "spec": {"flowName": "sales"},
+        }))
+        .expect("a FlowRun");
+        let first = decide::decide(&flowrun, &observe(&ctx, &flowrun), &ctx.rules);
+        let Decision::Call(call) = first else {
+            panic!("expected StartFlow, got {first:?}");
+        };
+        assert!(ctx.act.call("team-a/nightly", call).await.is_some());
+        // The status write failed: nothing recorded. Now the FlowRun is deleted.
+        let mut deleted = flowrun.clone();
+        deleted.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+        );
+        let observed = observe(&ctx, &deleted);
+        let Decision::Call(replay) = decide::decide(&deleted, &observed, &ctx.rules) else {
+            panic!("a deleted FlowRun whose start is unknown asks");
+        };
+        let answer = ctx
+            .act
+            .call("team-a/nightly", replay)
+            .await
+            .expect("answered");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "answered from memory");
+        let Outcome::Report(recorded) = decide::after(&deleted, &observed, &ctx.rules, answer)
+        else {
+            panic!("the run is recorded");
+        };
+        let status = recorded.status.clone().expect("a status");
+        assert_eq!(status.execution_id.as_deref(), Some("exec-1"));
+        assert!(recorded.proceed, "and canceled next");
+        deleted.status = Some(status);
+        let next = decide::decide(&deleted, &observe(&ctx, &deleted), &ctx.rules);
+        assert!(
+            matches!(&next, Decision::Call(AppFlowCall::Cancel(cancel)) if cancel.execution_id == "exec-1"),
+            "{next:?}"
+        );
     }
 }
