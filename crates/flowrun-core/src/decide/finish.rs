@@ -17,8 +17,6 @@ use crate::backoff::retry_delay;
 
 /// What a FlowRun being deleted may have left running in AppFlow.
 enum Leftover {
-    /// Nothing: never started, refused, or finished.
-    Nothing,
     /// This run is in progress.
     Execution(String),
     /// StartFlow was called and its outcome is unknown: a run may exist under the FlowRun's
@@ -34,23 +32,21 @@ const REFUSALS: [FailureKind; 4] = [
     FailureKind::QuotaExceeded,
 ];
 
-fn leftover(flowrun: &FlowRun, status: &FlowRunStatus) -> Leftover {
+/// `None`: nothing runs (never started, refused, or finished), or it is not the operator's to
+/// stop (`cancelOnDelete: false`).
+fn leftover(flowrun: &FlowRun, status: &FlowRunStatus) -> Option<Leftover> {
     if !flowrun.spec.cancel_on_delete {
-        return Leftover::Nothing;
+        return None;
     }
     match flowrun.phase() {
-        Phase::Running => status
-            .execution_id
-            .clone()
-            .map_or(Leftover::Nothing, Leftover::Execution),
-        Phase::Retrying if last_attempt_refused(status) => Leftover::Nothing,
-        Phase::Pending | Phase::Retrying => match start_record(flowrun) {
-            Ok(Some(record)) => Leftover::Unknown(record),
-            // No record: StartFlow was never called. A record that does not parse was edited
-            // by hand, and the start path gives up on it too.
-            Ok(None) | Err(_) => Leftover::Nothing,
-        },
-        Phase::Succeeded | Phase::Failed | Phase::Activated | Phase::Canceled => Leftover::Nothing,
+        Phase::Running => status.execution_id.clone().map(Leftover::Execution),
+        Phase::Retrying if last_attempt_refused(status) => None,
+        // No record: StartFlow was never called. A record that does not parse was edited by
+        // hand, and the start path gives up on it too.
+        Phase::Pending | Phase::Retrying => {
+            start_record(flowrun).ok().flatten().map(Leftover::Unknown)
+        }
+        Phase::Succeeded | Phase::Failed | Phase::Activated | Phase::Canceled => None,
     }
 }
 
@@ -83,10 +79,9 @@ pub(super) fn decide_deletion(
         return Outcome::Wait(None).into();
     }
     let status = flowrun.status.clone().unwrap_or_default();
-    let leftover = leftover(flowrun, &status);
-    if matches!(leftover, Leftover::Nothing) {
+    let Some(leftover) = leftover(flowrun, &status) else {
         return report(release());
-    }
+    };
     if observed.now >= deleted + rules.cancel_timeout {
         let why = format!(
             "it could not be stopped within --cancel-timeout={:#} of the deletion: {}",
@@ -138,7 +133,6 @@ pub(super) fn decide_deletion(
                 status: Box::new(status),
             }))
         }
-        Leftover::Nothing => report(release()),
     }
 }
 
@@ -155,7 +149,7 @@ fn abandon(flowrun: &FlowRun, leftover: &Leftover, uid: &str, why: &str) -> Tran
     let flow = &flowrun.spec.flow_name;
     let run = match leftover {
         Leftover::Execution(execution_id) => format!("execution {execution_id} of flow {flow}"),
-        Leftover::Unknown(_) | Leftover::Nothing => {
+        Leftover::Unknown(_) => {
             format!("the run of flow {flow} that StartFlow may have started (client token {uid})")
         }
     };
