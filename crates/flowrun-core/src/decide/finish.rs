@@ -168,9 +168,8 @@ fn abandon(flowrun: &FlowRun, leftover: &Leftover, uid: &str, why: &str) -> Tran
 ///
 /// The one corner: when the first call never reached AppFlow (the connection failed before
 /// the request was sent), this call starts the run, which is canceled at once. That is the
-/// lesser evil: the alternative, releasing without asking, leaves every run whose answer was
-/// merely lost going with nothing watching it, and a canceled run starts no data transfer
-/// the flow's destination keeps (AppFlow writes a run's output when it completes).
+/// lesser evil: a timeout or a 5xx usually means AppFlow did get the call, and releasing
+/// without asking would leave every such run going with nothing watching it.
 pub(super) fn after_replay(
     flowrun: &FlowRun,
     status: FlowRunStatus,
