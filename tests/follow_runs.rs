@@ -14,6 +14,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use support::appflow_local::{Fault, FaultKind, LocalAppFlow};
 use support::cluster::kubectl;
 use support::flowruns::{World, condition, is, uid};
+use support::operator::Operator;
 
 const FINISH: Duration = Duration::from_secs(60);
 
@@ -270,7 +271,13 @@ async fn deleting_a_running_flowrun_cancels_exactly_its_execution() {
     assert_eq!(statuses[&execution["survivor"]], "InProgress");
 
     // Gone from the cluster, gone from the operator's memory too.
-    let forgotten = format!("{}/doomed", world.namespace);
+    wait_until_forgotten(&world, &operator, "doomed").await;
+}
+
+/// Waits (bounded) until the operator's log says it dropped what it kept for the FlowRun: its
+/// watch has delivered the deletion.
+async fn wait_until_forgotten(world: &World, operator: &Operator, name: &str) {
+    let forgotten = format!("{}/{name}", world.namespace);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !operator
         .logs()
@@ -286,8 +293,6 @@ async fn deleting_a_running_flowrun_cancels_exactly_its_execution() {
     }
 }
 
-/// StartFlow takes effect but answers after the operator's timeout, so the FlowRun shows
-/// Starting while its run exists; deleting it then must stop that run, and start no other.
 #[tokio::test]
 async fn deleting_a_flowrun_whose_start_timed_out_cancels_the_one_run_its_token_started() {
     let world = World::new("delete-unknown", FLOWS).await;
@@ -422,6 +427,8 @@ async fn deleting_a_finished_flowrun_makes_no_aws_call() {
         .await
         .expect("delete");
     wait_until_gone(&world, "done").await;
+    // The operator has seen the deletion (its watch handles it), and called nothing.
+    wait_until_forgotten(&world, &operator, "done").await;
 
     assert_eq!(world.appflow.requests().await.len(), calls_before);
 }

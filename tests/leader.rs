@@ -181,7 +181,27 @@ async fn sigterm_finishes_the_reconcile_in_flight_and_releases_the_lease() {
         exited.elapsed()
     );
     world.appflow.clear_faults().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Wait until the new leader has looked at the FlowRun (it reads the run's history, which
+    // only a reconcile of it does), then check that it saw no reason to start it again.
+    let reads_before = world
+        .appflow
+        .stats()
+        .await
+        .calls("DescribeFlowExecutionRecords");
+    let deadline = Instant::now() + START;
+    while world
+        .appflow
+        .stats()
+        .await
+        .calls("DescribeFlowExecutionRecords")
+        == reads_before
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the new leader never followed the run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(world.appflow.stats().await.calls("StartFlow"), 1);
 }
 
