@@ -344,8 +344,9 @@ async fn retryable_errors_back_off_with_growing_delays_then_start() {
     }
 
     // Operator attempts on one flow: the gaps between them grow (200 ms initial delay, doubled,
-    // half of each jittered: gap n is at least 100 ms * 2^n). A lagging watch can only make a
-    // gap longer, so lower bounds are what is checked.
+    // half of each jittered: gap n lies in [100, 200] ms * 2^n). A lagging watch can only make a
+    // gap longer, so each gap has a lower bound; and the last gap (at least 400 ms) exceeds the
+    // first (at most 200 ms plus lag), which a constant delay could not do.
     let attempts: Vec<f64> = world
         .appflow
         .requests_for("StartFlow")
@@ -363,6 +364,10 @@ async fn retryable_errors_back_off_with_growing_delays_then_start() {
             "backoff grows: gap {n} of {gaps:?} s < {least} s"
         );
     }
+    assert!(
+        gaps[2] > gaps[0],
+        "the delay doubles, it is not constant: {gaps:?} s"
+    );
 }
 
 #[tokio::test]
