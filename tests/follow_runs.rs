@@ -191,10 +191,12 @@ async fn hundred_runs_of_one_flow_cost_one_history_read_per_tick_and_are_found_p
     for name in &names {
         world.create(name, "shared").await;
     }
+    let mut ours = Vec::new();
     for name in &names {
-        world
+        let running = world
             .wait_for(name, FINISH, Some(&operator), phase_is(Phase::Running))
             .await;
+        ours.push(running.status.and_then(|s| s.execution_id).expect("id"));
     }
     // 150 newer runs started outside the operator push all of ours off the first page.
     let client = world.appflow.sdk_client();
@@ -205,6 +207,26 @@ async fn hundred_runs_of_one_flow_cost_one_history_read_per_tick_and_are_found_p
             .send()
             .await
             .expect("start");
+    }
+    let first_page = client
+        .describe_flow_execution_records()
+        .flow_name("shared")
+        .max_results(100)
+        .send()
+        .await
+        .expect("history");
+    assert!(
+        first_page.flow_executions().iter().all(|record| !ours
+            .iter()
+            .any(|id| Some(id.as_str()) == record.execution_id())),
+        "none of ours is on page one"
+    );
+    let statuses = executions(&world.appflow, "shared").await;
+    for id in &ours {
+        assert_eq!(
+            statuses[id], "InProgress",
+            "{id} was still running when pushed off"
+        );
     }
 
     for name in &names {
@@ -462,13 +484,28 @@ async fn finished_flowrun_is_deleted_after_its_ttl() {
     let world = World::new("ttl", FLOWS).await;
     let _operator = world.operator(&[]);
     let spec = FlowRunSpec {
-        ttl_seconds_after_finished: Some(1),
+        ttl_seconds_after_finished: Some(2),
         ..FlowRunSpec::new("quick")
     };
     world.create_with("ephemeral", spec).await;
+    let finished = world
+        .wait_for("ephemeral", FINISH, None, phase_is(Phase::Succeeded))
+        .await;
+    let completed = finished
+        .status
+        .and_then(|status| status.completion_time)
+        .expect("completionTime")
+        .0;
 
     wait_until_gone(&world, "ephemeral").await;
 
+    // Deleted, and no earlier than the TTL after completionTime (whole seconds, as the operator
+    // reads it).
+    let gone = jiff::Timestamp::now();
+    assert!(
+        gone >= completed + jiff::SignedDuration::from_secs(2),
+        "deleted at {gone}, completed at {completed}"
+    );
     assert_eq!(world.appflow.stats().await.executions("quick"), 1);
 }
 
