@@ -306,6 +306,7 @@ async fn appflow_faults_and_hangs_end_every_run_exactly_once_and_others_keep_goi
                 .is_some()
         })
         .await;
+    let hang_started = epoch_seconds();
     world
         .appflow
         .set_faults(&[
@@ -362,6 +363,7 @@ async fn appflow_faults_and_hangs_end_every_run_exactly_once_and_others_keep_goi
         let token = stats.token(&flowrun.uid().expect("uid"));
         assert!(token.executions <= 1, "{}: {token:?}", flowrun.name_any());
     }
+    assert_start_cap_held(&world, hang_started).await;
 
     world.appflow.clear_faults().await;
     let all = 120 + followed.len() + hanging.len() + healthy.len();
@@ -369,6 +371,51 @@ async fn appflow_faults_and_hangs_end_every_run_exactly_once_and_others_keep_goi
         .wait_all(all, Duration::from_secs(90), Some(&operator), succeeded)
         .await;
     assert_exactly_once(&world, &done, all).await;
+}
+
+/// The structure the per-flow StartFlow cap promises, read from the endpoint's request log:
+/// at no moment were more than 16 (half the 32 reconcile slots) of `slow`'s StartFlow calls
+/// held by the operator, the cap was reached, and `quick`'s runs started while `slow`'s calls
+/// were held. Each `slow` call is held until the 2 s AWS timeout; a call counts as held for
+/// 1.5 s after it arrived, a little less, so that one sent as another timed out is not
+/// counted twice.
+async fn assert_start_cap_held(world: &World, since: f64) {
+    const CAP: usize = 16;
+    const HELD: f64 = 1.5;
+    let starts = world.appflow.requests_for("StartFlow").await;
+    let arrivals = |flow: &str| -> Vec<f64> {
+        starts
+            .iter()
+            .filter(|request| request.flow_name.as_deref() == Some(flow) && request.time >= since)
+            .map(|request| request.time)
+            .collect()
+    };
+    let (slow, quick) = (arrivals("slow"), arrivals("quick"));
+    let held_at = |time: f64| {
+        slow.iter()
+            .filter(|&&arrived| arrived <= time && time - arrived < HELD)
+            .count()
+    };
+    let most = slow.iter().map(|&time| held_at(time)).max().unwrap_or(0);
+    assert!(
+        most <= CAP,
+        "{most} StartFlow calls of the hung flow held at once"
+    );
+    assert!(
+        most >= CAP / 2,
+        "the hung flow hardly used its slots ({most}): the test proves nothing"
+    );
+    let meanwhile = quick.iter().filter(|&&time| held_at(time) > 0).count();
+    eprintln!(
+        "hung flow: at most {most} StartFlow calls held at once; {meanwhile} of {} healthy starts \
+         while some were held",
+        quick.len()
+    );
+    assert!(
+        meanwhile * 2 >= quick.len(),
+        "healthy runs started while the hung calls were held: {meanwhile} of {}",
+        quick.len()
+    );
 }
 
 /// Two operators with leader election (lease 4 s, renew deadline 3 s, retry 500 ms), each with
