@@ -209,7 +209,16 @@ async fn sigkill_storm_leaves_every_flowrun_succeeded_with_exactly_one_execution
         .wait_all(RUNS, Duration::from_secs(150), Some(&operator), succeeded)
         .await;
     assert_exactly_once(&world, &done, RUNS).await;
-    assert_eq!(world.appflow.stats().await.executions("quick"), RUNS as u64);
+    let stats = world.appflow.stats().await;
+    assert_eq!(stats.executions("quick"), RUNS as u64);
+    // The storm hit its target: kills between StartFlow and the status write, whose StartFlow
+    // the next operator replayed (and AppFlow answered with the one run; checked above).
+    let replayed = stats.replayed_tokens();
+    eprintln!("{replayed} tokens replayed after a kill");
+    assert!(
+        replayed > 0,
+        "no kill landed between StartFlow and its status write"
+    );
 }
 
 /// The API server is stopped (SIGTERM) and started again, etcd kept, while 200 FlowRuns are

@@ -173,6 +173,13 @@ async fn fifty_flowruns_under_repeated_kills_get_exactly_one_execution_each() {
     for token in tokens {
         assert_eq!(stats.token(&token).executions, 1, "token {token}");
     }
+    // The kills hit the window: some StartFlow calls were replayed by the next operator.
+    let replayed = stats.replayed_tokens();
+    eprintln!("{replayed} of 50 tokens replayed after a kill");
+    assert!(
+        replayed > 0,
+        "no kill landed between StartFlow and its status write"
+    );
 }
 
 #[tokio::test]

@@ -324,6 +324,15 @@ impl Stats {
             .unwrap_or_default()
     }
 
+    /// Tokens StartFlow was called with more than once: each such call after the first is a
+    /// replay, e.g. by an operator restarted between StartFlow and its status write.
+    pub fn replayed_tokens(&self) -> usize {
+        self.client_tokens
+            .values()
+            .filter(|token| token.start_flow_calls > 1)
+            .count()
+    }
+
     /// Runs started for the flow, ever (since the last reset).
     pub fn executions(&self, flow_name: &str) -> u64 {
         self.executions_by_flow
