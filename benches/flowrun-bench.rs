@@ -273,6 +273,11 @@ async fn main() {
             result.cpu.ms_per(n),
             "where the time goes",
         );
+        table.add(
+            format!("{what}: cores busy: machine / API server / etcd / operator"),
+            result.cpu.cores(),
+            "load",
+        );
     }
     if wanted("economy") {
         println!("== economy: {} full lifecycles", sizes.economy);
@@ -534,10 +539,11 @@ impl std::fmt::Display for Raw {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.0} (API server {:.2} / etcd {:.2} ms CPU each)",
+            "{:.0} (API server {:.2} / etcd {:.2} ms CPU each; cores busy: {})",
             self.rate,
             self.cpu.apiserver * 1000.0 / self.patches as f64,
-            self.cpu.etcd * 1000.0 / self.patches as f64
+            self.cpu.etcd * 1000.0 / self.patches as f64,
+            self.cpu.cores()
         )
     }
 }
@@ -910,6 +916,25 @@ fn epoch_seconds() -> f64 {
         .map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
 
+/// `(busy, total)` CPU ticks of the whole machine since boot, all cores (`/proc/stat`).
+fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|field| field.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
 /// `(RSS KiB, peak KiB, CPU seconds)` of the cluster's `apiserver` or `etcd`.
 fn component(name: &str) -> Option<(u64, u64, f64)> {
     let dir: PathBuf = cluster().kubeconfig.parent()?.to_path_buf();
@@ -931,24 +956,33 @@ fn component_cpu(name: &str) -> f64 {
 }
 
 /// CPU seconds (user + system, from `/proc`) used so far by the operator, the API server and
-/// etcd; the difference of two readings is what a scenario cost each of them. The API server
-/// and etcd must not restart between the two.
+/// etcd, and the whole machine's busy and total CPU ticks (all cores, `/proc/stat`); the
+/// difference of two readings is what a scenario cost each of them, and how busy the machine
+/// was meanwhile. The API server and etcd must not restart between the two.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
     operator: f64,
     apiserver: f64,
     etcd: f64,
+    machine_busy: f64,
+    machine_total: f64,
+    /// Unix seconds.
+    wall: f64,
 }
 
 impl Cpu {
     /// Now; the operator's part is 0 without an operator.
     fn now(operator: Option<&Operator>) -> Self {
+        let (machine_busy, machine_total) = machine_ticks();
         Cpu {
             operator: operator
                 .and_then(Operator::footprint)
                 .map_or(0.0, |(_, _, cpu)| cpu),
             apiserver: component_cpu("apiserver"),
             etcd: component_cpu("etcd"),
+            machine_busy,
+            machine_total,
+            wall: epoch_seconds(),
         }
     }
 
@@ -957,7 +991,23 @@ impl Cpu {
             operator: self.operator - before.operator,
             apiserver: self.apiserver - before.apiserver,
             etcd: self.etcd - before.etcd,
+            machine_busy: self.machine_busy - before.machine_busy,
+            machine_total: self.machine_total - before.machine_total,
+            wall: self.wall - before.wall,
         }
+    }
+
+    /// "machine / API server / etcd / operator" in cores busy on average (a difference).
+    fn cores(self) -> String {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let of = |seconds: f64| seconds / self.wall.max(1e-9);
+        format!(
+            "{:.2} / {:.2} / {:.2} / {:.2} of {cores:.0}",
+            self.machine_busy / self.machine_total.max(1.0) * cores,
+            of(self.apiserver),
+            of(self.etcd),
+            of(self.operator)
+        )
     }
 
     /// "operator / API server / etcd" in milliseconds per one of `count`.
@@ -1096,6 +1146,22 @@ async fn backlog(client: &Client, n: usize, raw_patches: usize, table: &mut Tabl
                 "ratio >= 0.7: NOT met"
             },
         );
+        // The same comparison in API-server CPU rather than in time: what the writes would
+        // cost at the raw client's price, over what the API server spent per start. Unlike the
+        // ratio above, it does not depend on how much CPU the API server got from the machine
+        // in each of the two measurements.
+        let raw_ms = raw.cpu.apiserver * 1000.0 / raw.patches as f64;
+        let spent_ms = run.cpu_running.apiserver * 1000.0 / n as f64;
+        table.add(
+            format!(
+                "{label}: API-server CPU ratio: raw ms per write x writes per start / ms per start"
+            ),
+            format!(
+                "{:.2} ({raw_ms:.2} x {writes_per_start:.2} / {spent_ms:.1} ms)",
+                raw_ms * writes_per_start / spent_ms
+            ),
+            "context: load-independent",
+        );
         table.add(
             format!("{label}: operator start to ready / to all Running"),
             format!(
@@ -1110,6 +1176,13 @@ async fn backlog(client: &Client, n: usize, raw_patches: usize, table: &mut Tabl
             format!("{label}: CPU ms per start, operator start to all Running: operator / API server / etcd"),
             run.cpu_running.ms_per(n),
             "where the time goes",
+        );
+        table.add(
+            format!(
+                "{label}: cores busy until all Running: machine / API server / etcd / operator"
+            ),
+            run.cpu_running.cores(),
+            "load",
         );
         if let Some((to_finished, cpu)) = run.finished {
             table.add(
@@ -1153,8 +1226,12 @@ async fn backlog(client: &Client, n: usize, raw_patches: usize, table: &mut Tabl
             "1.00",
         );
         table.add(
-            format!("{label}: Running events dropped (queue full; statuses unaffected)"),
-            format!("{} of {n}", run.events_dropped),
+            format!("{label}: events dropped (queue full; statuses unaffected)"),
+            format!(
+                "{} of {}",
+                run.events_dropped,
+                if flow == "bench" { n } else { 2 * n }
+            ),
             "",
         );
         if let Some(counts) = &run.counts {
