@@ -161,18 +161,22 @@ impl<A: AppFlow> Context<A> {
         false
     }
 
-    /// A write decided on `decided_on` returned `written`. A write that changed nothing keeps
-    /// the version, and the watch sends nothing for it: that one is not remembered.
-    fn remember_write(&self, uid: &str, decided_on: &FlowRun, written: Option<&FlowRun>) {
-        let replaced = decided_on.resource_version();
-        let new = written.and_then(|written| written.resource_version());
-        if let (Some(replaced), Some(new)) = (replaced, new)
-            && replaced != new
-        {
+    /// The writes of a transition decided on `decided_on` produced `versions`, in order: the
+    /// decided-on version and every one but the last are superseded. A write that changed
+    /// nothing keeps the version, and the watch sends nothing for it: that one is not
+    /// remembered.
+    fn remember_write(&self, uid: &str, decided_on: &FlowRun, versions: &[String]) {
+        let Some(last) = versions.last() else {
+            return;
+        };
+        let mut superseded: Vec<String> = decided_on.resource_version().into_iter().collect();
+        superseded.extend(versions.iter().cloned());
+        superseded.retain(|version| version != last);
+        if !superseded.is_empty() {
             lock(&self.superseded)
                 .entry(uid.to_owned())
                 .or_default()
-                .push(replaced);
+                .extend(superseded);
         }
     }
 }
@@ -223,11 +227,11 @@ pub(crate) async fn reconcile<A: AppFlow>(
 
         // Report.
         let written = report::apply(&api, &ctx.events, &flowrun, &transition, action).await?;
-        ctx.remember_write(&uid, &flowrun, written.as_ref());
+        ctx.remember_write(&uid, &flowrun, &written.versions);
         ctx.telemetry
             .record_transition(flowrun.status.as_ref(), &transition);
         ctx.reported(&uid);
-        match written {
+        match written.latest {
             // The write returned the newest FlowRun: no need to wait for the watch to see it.
             Some(written) if transition.proceed => flowrun = Cow::Owned(written),
             _ => {
@@ -377,10 +381,15 @@ mod tests {
     async fn copies_that_the_operators_writes_replaced_are_stale_whatever_the_versions_look_like() {
         let ctx = context(Starts::default());
         // Opaque versions, not numbers; a start record write, then the status write after it.
-        ctx.remember_write("uid-1", &at_version("b7"), Some(&at_version("a3")));
-        ctx.remember_write("uid-1", &at_version("a3"), Some(&at_version("zz")));
+        ctx.remember_write("uid-1", &at_version("b7"), &["a3".into()]);
+        // A status write, then the finalizer's removal: the watch delivers both.
+        ctx.remember_write("uid-1", &at_version("a3"), &["m5".into(), "zz".into()]);
         assert!(ctx.is_stale("uid-1", &at_version("b7")));
         assert!(ctx.is_stale("uid-1", &at_version("a3")));
+        assert!(
+            ctx.is_stale("uid-1", &at_version("m5")),
+            "between two writes"
+        );
         // The write itself, or anything after it, is fresh, and the guard is done.
         assert!(!ctx.is_stale("uid-1", &at_version("q1")));
         assert!(
@@ -388,7 +397,7 @@ mod tests {
             "forgotten once caught up"
         );
         // A write that changed nothing keeps its version and no watch event comes for it.
-        ctx.remember_write("uid-1", &at_version("q1"), Some(&at_version("q1")));
+        ctx.remember_write("uid-1", &at_version("q1"), &["q1".into()]);
         assert!(!ctx.is_stale("uid-1", &at_version("q1")));
     }
 
@@ -397,7 +406,7 @@ mod tests {
         let ctx = context(Starts::default());
         let flowrun = at_version("42");
         ctx.record_failure("uid-1");
-        ctx.remember_write("uid-1", &flowrun, Some(&at_version("43")));
+        ctx.remember_write("uid-1", &flowrun, &["43".into()]);
         let call = AppFlowCall::StartFlow(StartCall {
             request: StartFlowRequest {
                 flow: FlowKey {

@@ -24,16 +24,24 @@ pub struct ReportError {
     source: kube::Error,
 }
 
+/// What the writes of one transition left.
+pub struct Written {
+    /// The FlowRun as the last write left it, if it wrote and the FlowRun is still there.
+    pub latest: Option<FlowRun>,
+    /// The resourceVersion each write produced, in order: a transition may write up to three
+    /// times, and the watch delivers every one of them.
+    pub versions: Vec<String>,
+}
+
 /// Carries out a transition: start record and finalizer in, status, finalizer out, deletion;
-/// then its event. Returns the FlowRun as the last write left it, if it wrote and the FlowRun
-/// is still there.
+/// then its event.
 pub async fn apply(
     api: &Api<FlowRun>,
     events: &EventPublisher,
     flowrun: &FlowRun,
     transition: &Transition,
     action: &str,
-) -> Result<Option<FlowRun>, ReportError> {
+) -> Result<Written, ReportError> {
     let failed = |action| {
         move |source| ReportError {
             action,
@@ -43,12 +51,19 @@ pub async fn apply(
         }
     };
     let mut written = None;
+    let mut versions = Vec::new();
+    let mut produced = |written: &Option<FlowRun>| {
+        if let Some(version) = written.as_ref().and_then(|w| w.resource_version()) {
+            versions.push(version);
+        }
+    };
     if let Some(record) = &transition.start_record {
         let record = json!(record).to_string();
         let finalizer = transition.finalizer == Some(FinalizerChange::Add);
         written = write_metadata(api, flowrun, finalizer, Some(&record))
             .await
             .map_err(failed("record the start of"))?;
+        produced(&written);
     }
     if let Some(status) = &transition.status {
         written = Some(
@@ -56,6 +71,7 @@ pub async fn apply(
                 .await
                 .map_err(failed("write the status of"))?,
         );
+        produced(&written);
         tracing::info!(
             flowrun = %format!("{}/{}", flowrun.namespace().unwrap_or_default(), flowrun.name_any()),
             phase = ?status.phase,
@@ -69,6 +85,7 @@ pub async fn apply(
         written = write_metadata(api, flowrun, false, record.map(String::as_str))
             .await
             .map_err(failed("remove the finalizer of"))?;
+        produced(&written);
     }
     if transition.delete {
         written = None;
@@ -82,7 +99,10 @@ pub async fn apply(
     if let Some(event) = &transition.event {
         events.publish(flowrun.object_ref(&()), event, action);
     }
-    Ok(written)
+    Ok(Written {
+        latest: written,
+        versions,
+    })
 }
 
 async fn write_status(
