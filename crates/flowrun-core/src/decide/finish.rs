@@ -71,7 +71,6 @@ fn last_attempt_refused(status: &FlowRunStatus) -> bool {
 pub(super) fn decide_deletion(
     flowrun: &FlowRun,
     uid: String,
-    deleted: Timestamp,
     observed: &Observed,
     rules: &Rules,
 ) -> Decision {
@@ -82,7 +81,7 @@ pub(super) fn decide_deletion(
     let Some(leftover) = leftover(flowrun, &status) else {
         return report(release());
     };
-    if observed.now >= deleted + rules.cancel_timeout {
+    if observed.now >= give_up_at(flowrun, observed, rules) {
         let why = format!(
             "it could not be stopped within --cancel-timeout={:#} of the deletion: {}",
             rules.cancel_timeout,
@@ -228,6 +227,17 @@ pub(super) fn after_replay(
     }
 }
 
+/// When the operator stops trying to stop a deleted FlowRun's run: `--cancel-timeout` after
+/// the deletion.
+fn give_up_at(flowrun: &FlowRun, observed: &Observed, rules: &Rules) -> Timestamp {
+    let deleted = flowrun
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or(observed.now, |time| time.0);
+    deleted + rules.cancel_timeout
+}
+
 /// A failed attempt to stop a deleted FlowRun's run: retried with backoff, said in the status
 /// and a Warning event, until `--cancel-timeout` after the deletion.
 fn retry_on_delete(
@@ -244,12 +254,7 @@ fn retry_on_delete(
         u32::try_from(attempts).unwrap_or(u32::MAX),
         observed.jitter,
     );
-    let deleted = flowrun
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .map_or(observed.now, |time| time.0);
-    let give_up = deleted + rules.cancel_timeout;
+    let give_up = give_up_at(flowrun, observed, rules);
     let next = (observed.now + delay).min(give_up);
     let message = format!(
         "{failure} (attempt {attempts}; retrying in {:#}; the finalizer is released at \

@@ -227,8 +227,8 @@ pub fn decide(flowrun: &FlowRun, observed: &Observed, rules: &Rules) -> Decision
         // Objects read from the API server always have a UID; nothing is safe to do without one.
         return Outcome::Wait(None).into();
     };
-    if let Some(deleted) = &flowrun.metadata.deletion_timestamp {
-        return finish::decide_deletion(flowrun, uid, deleted.0, observed, rules);
+    if flowrun.metadata.deletion_timestamp.is_some() {
+        return finish::decide_deletion(flowrun, uid, observed, rules);
     }
     let status = flowrun.status.clone().unwrap_or_default();
     match flowrun.phase() {
