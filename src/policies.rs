@@ -11,6 +11,7 @@ use flowrun_core::decide::UnreadablePolicy;
 use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -119,24 +120,29 @@ fn on_event(
     events: &EventPublisher,
 ) {
     let guarded = match event {
-        watcher::Event::Apply(guarded)
-        | watcher::Event::InitApply(guarded)
-        | watcher::Event::Delete(guarded) => guarded,
+        watcher::Event::Apply(guarded) | watcher::Event::InitApply(guarded) => {
+            if let Err(invalid) = &guarded.0 {
+                report_unreadable(invalid, events);
+            }
+            guarded
+        }
+        watcher::Event::Delete(guarded) => guarded,
         watcher::Event::Init | watcher::Event::InitDone => return,
     };
-    let namespace = guarded.namespace().unwrap_or_default();
-    if let (Err(invalid), false) = (&guarded.0, matches!(event, watcher::Event::Delete(_))) {
-        let name = invalid.metadata.name.clone().unwrap_or_default();
-        tracing::warn!(
-            policy = %format!("{namespace}/{name}"),
-            error = %invalid.error,
-            "Cannot read FlowRunPolicy; starting nothing in its namespace until it is fixed"
-        );
-        events.publish_unreadable::<FlowRunPolicy>(
-            invalid,
-            "No FlowRun in this namespace is started until it is fixed or deleted.",
-        );
-    }
     // Without receivers (no FlowRun watch yet) the change needs no one's attention.
-    let _ = changed.send(namespace);
+    let _ = changed.send(guarded.namespace().unwrap_or_default());
+}
+
+fn report_unreadable(invalid: &InvalidObject, events: &EventPublisher) {
+    let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    tracing::warn!(
+        policy = %format!("{namespace}/{name}"),
+        error = %invalid.error,
+        "Cannot read FlowRunPolicy; starting nothing in its namespace until it is fixed"
+    );
+    events.publish_unreadable::<FlowRunPolicy>(
+        invalid,
+        "No FlowRun in this namespace is started until it is fixed or deleted.",
+    );
 }

@@ -72,22 +72,6 @@ async fn assert_exactly_once(world: &World, flowruns: &[FlowRun], expected: usiz
     );
 }
 
-/// Waits (bounded) until the endpoint has received `count` calls of `operation`.
-async fn wait_for_calls(world: &World, operation: &str, count: u64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = world.appflow.stats().await.calls(operation);
-        if seen >= count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{seen} {operation} calls within {within:?}, expected {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A cluster of the test's own under `target/chaos-clusters/`, cleaned up (processes stopped,
 /// state deleted) when dropped, even when the test fails.
 struct OwnCluster {
@@ -236,7 +220,9 @@ async fn api_server_restart_mid_burst_loses_and_duplicates_nothing() {
 
     let restart = async {
         // Mid-burst: some runs started, most not yet created.
-        wait_for_calls(&world, "StartFlow", 30, Duration::from_secs(60)).await;
+        world
+            .wait_for_calls("StartFlow", 30, Duration::from_secs(60))
+            .await;
         own.sh(&["stop-apiserver"]).await;
         let stopped_at = world.appflow.stats().await.executions("quick");
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -473,7 +459,9 @@ async fn forced_lease_loss_never_lets_two_leaders_call_appflow() {
         .await;
     let leases: Api<Lease> = Api::namespaced(world.client.clone(), &world.namespace);
     let force = async {
-        wait_for_calls(&world, "StartFlow", 30, Duration::from_secs(60)).await;
+        world
+            .wait_for_calls("StartFlow", 30, Duration::from_secs(60))
+            .await;
         // The leader renews every few seconds: a renewal between our read and our write is
         // a conflict, and we read again.
         for attempt in 1.. {

@@ -188,20 +188,9 @@ async fn sigterm_finishes_the_reconcile_in_flight_and_releases_the_lease() {
         .stats()
         .await
         .calls("DescribeFlowExecutionRecords");
-    let deadline = Instant::now() + START;
-    while world
-        .appflow
-        .stats()
-        .await
-        .calls("DescribeFlowExecutionRecords")
-        == reads_before
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the new leader never followed the run"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    world
+        .wait_for_calls("DescribeFlowExecutionRecords", reads_before + 1, START)
+        .await;
     assert_eq!(world.appflow.stats().await.calls("StartFlow"), 1);
 }
 

@@ -98,6 +98,22 @@ impl World {
         }
     }
 
+    /// Waits (bounded) until the endpoint has received `count` calls of `operation`.
+    pub async fn wait_for_calls(&self, operation: &str, count: u64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let seen = self.appflow.stats().await.calls(operation);
+            if seen >= count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{seen} {operation} calls within {within:?}, expected {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Events published about the named object, oldest first.
     pub async fn events_for(&self, name: &str) -> Vec<Event> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
