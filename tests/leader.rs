@@ -10,8 +10,23 @@ use flowrun_api::flowrun::{FlowRunStatus, Phase};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use support::appflow_local::{Fault, FaultKind};
+use support::cluster::client_for;
 use support::flowruns::{FLOWS, World};
 use support::operator::{Operator, metric};
+use support::own_cluster::{OwnCluster, loosened, replace_crd_versions, standin_crd};
+
+/// Waits (bounded) until `condition` holds.
+async fn wait_until<F, Fut>(within: Duration, what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 const START: Duration = Duration::from_secs(30);
 const LEASE: &str = "flowrun-operator";
@@ -253,32 +268,64 @@ async fn probes_and_metrics_report_what_the_operator_does() {
     );
 }
 
-/// A Lease that does not parse (here the Lease stand-in takes anything; a real kube-apiserver
-/// refuses such a Lease) must not leave the operator without a leader: it is taken over once
-/// it stops changing for a lease duration, and FlowRuns start. Bounds: lease 2 s; 30 s wait.
+/// A Lease that does not parse must not leave the operator without a leader: it is taken over
+/// once it stops changing for a lease duration, and FlowRuns start. Such a Lease is stored
+/// while the Lease schema is loose (the stand-in's, like a real API server's, refuses it), then
+/// the real schema returns. Bounds: its own cluster; lease 2 s; each wait at most 30 s.
 #[tokio::test]
 async fn an_unreadable_lease_is_taken_over_once_it_stops_changing() {
-    let world = World::new("bad-lease", FLOWS).await;
+    let own = OwnCluster::up("bad-lease");
+    let client = client_for(&own.cluster.kubeconfig).await;
+    let world = World::new_in(client.clone(), "bad-lease", FLOWS).await;
     let leases: Api<DynamicObject> = Api::namespaced_with(
         world.client.clone(),
         &world.namespace,
         &ApiResource::erase::<Lease>(&()),
     );
-    let garbled: DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": LEASE},
-        "spec": {"holderIdentity": 7, "leaseDurationSeconds": "fifteen"},
-    }))
-    .expect("object");
-    match leases.create(&PostParams::default(), &garbled).await {
-        Ok(_) => {}
-        // A real kube-apiserver validates Leases: the case cannot arise there.
-        Err(kube::Error::Api(status)) if status.code == 422 => return,
-        Err(error) => panic!("create the garbled Lease: {error}"),
-    }
+    let garbled = |name: &str| -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name},
+            "spec": {"holderIdentity": 7, "leaseDurationSeconds": "fifteen"},
+        }))
+        .expect("object")
+    };
+    // Whether a garbled Lease is taken is what shows which schema serves (a CRD update
+    // reaches the API server's handlers a moment later).
+    let accepted = |name: String| {
+        let leases = leases.clone();
+        async move {
+            match leases.create(&PostParams::default(), &garbled(&name)).await {
+                Ok(_) => true,
+                Err(kube::Error::Api(status)) if status.code == 422 => false,
+                Err(error) => panic!("create a garbled Lease: {error}"),
+            }
+        }
+    };
+    let strict = standin_crd("leases.coordination.k8s.io");
+    replace_crd_versions(&client, &loosened(strict.clone())).await;
+    wait_until(
+        START,
+        "the loose Lease schema takes the garbled Lease",
+        || accepted(LEASE.to_owned()),
+    )
+    .await;
+    replace_crd_versions(&client, &strict).await;
+    wait_until(
+        START,
+        "the real Lease schema refuses a garbled Lease",
+        || {
+            let probe = format!("probe-{}", uuid::Uuid::new_v4().simple());
+            let accepted = accepted(probe);
+            async move { !accepted.await }
+        },
+    )
+    .await;
+
     let args = election_args(&world.namespace, "2s", "1500ms", "250ms");
-    let operator = start(&world, &args);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let operator = own.operator(&world, &args);
     world.create("after", "on-demand").await;
     world
         .wait_for("after", START, Some(&operator), phase_is(Phase::Running))

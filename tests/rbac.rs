@@ -6,7 +6,9 @@
 //! permission the chart grants must have been used.
 //!
 //! The local API server authorizes by group only (it has no RBAC), so the rules are evaluated
-//! here, by the small evaluator below, with Kubernetes' RBAC semantics.
+//! here, by the small evaluator below, with Kubernetes' RBAC semantics. On a real cluster
+//! (`FLOWRUN_TEST_KUBECONFIG`) the real authorizer enforces them instead: the operator runs as
+//! the chart's ServiceAccount.
 
 mod support;
 
@@ -18,12 +20,16 @@ use std::time::{Duration, Instant};
 use flowrun_api::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus, Phase};
 use flowrun_api::policy::FlowRunPolicy;
 use kube::CustomResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 use support::appflow_local::LocalAppFlow;
 use support::chart::{of_kind, render};
-use support::cluster::{Cluster, client_for, install_crd, own_audited_cluster, repo_root};
+use support::cluster::{
+    Cluster, TEST_FIELD_MANAGER, client_for, install_crd, own_audited_cluster, repo_root,
+};
 use support::operator::Operator;
 
 use rbac::Request;
@@ -121,13 +127,10 @@ async fn namespace_scoped_install_grants_everything_the_operator_does_and_nothin
 }
 
 async fn prove_least_privilege(values: &Value, namespaces: &[&str]) {
-    if std::env::var_os("FLOWRUN_TEST_KUBECONFIG").is_some() {
-        eprintln!(
-            "skipped: needs the local API server's audit log (FLOWRUN_TEST_KUBECONFIG is set)"
-        );
-        return;
-    }
     let objects = render(RELEASE_NAMESPACE, values);
+    if let Some(kubeconfig) = std::env::var_os("FLOWRUN_TEST_KUBECONFIG") {
+        return run_as_the_service_account(PathBuf::from(kubeconfig), &objects, namespaces).await;
+    }
     let grants = rbac::grants(&objects, RELEASE_NAMESPACE, "flowrun-operator");
     assert!(!grants.is_empty(), "the chart grants nothing");
 
@@ -176,6 +179,132 @@ async fn prove_least_privilege(values: &Value, namespaces: &[&str]) {
         unused.is_empty(),
         "the chart grants permissions the operator never used: {unused:?}; remove them"
     );
+}
+
+/// On a real cluster, its authorizer judges: the chart's ServiceAccount and RBAC objects are
+/// applied, and the operator runs the lifecycle as that ServiceAccount (kubeconfig
+/// impersonation, so the test's user needs `impersonate` on serviceaccounts and groups, as
+/// cluster-admin has). Any call the rules do not allow is refused and the lifecycle fails. What
+/// this mode cannot show is the other half, that every grant is used: that needs the local API
+/// server's audit log.
+async fn run_as_the_service_account(
+    admin_kubeconfig: PathBuf,
+    objects: &[Value],
+    namespaces: &[&str],
+) {
+    let admin = client_for(&admin_kubeconfig).await;
+    for namespace in std::iter::once(&RELEASE_NAMESPACE).chain(namespaces) {
+        apply(
+            &admin,
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+        )
+        .await;
+    }
+    let rbac_objects: Vec<&Value> = objects
+        .iter()
+        .filter(|object| {
+            [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            ]
+            .contains(&object["kind"].as_str().unwrap_or_default())
+        })
+        .collect();
+    for object in &rbac_objects {
+        apply(&admin, object).await;
+    }
+
+    let mut kubeconfig =
+        kube::config::Kubeconfig::read_from(&admin_kubeconfig).expect("read the kubeconfig");
+    let user = kubeconfig
+        .current_context
+        .as_ref()
+        .and_then(|current| {
+            kubeconfig
+                .contexts
+                .iter()
+                .find(|context| &context.name == current)
+        })
+        .and_then(|context| context.context.as_ref())
+        .map(|context| context.user.clone())
+        .expect("the kubeconfig has a current context with a user");
+    for auth_info in kubeconfig
+        .auth_infos
+        .iter_mut()
+        .filter(|named| Some(&named.name) == user.as_ref())
+    {
+        let auth_info = auth_info.auth_info.get_or_insert_with(Default::default);
+        auth_info.impersonate = Some(format!(
+            "system:serviceaccount:{RELEASE_NAMESPACE}:flowrun-operator"
+        ));
+        auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".to_owned(),
+            format!("system:serviceaccounts:{RELEASE_NAMESPACE}"),
+            "system:authenticated".to_owned(),
+        ]);
+    }
+    let operator_kubeconfig = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(
+        operator_kubeconfig.path(),
+        serde_yaml_ng::to_string(&kubeconfig).expect("the kubeconfig serialises"),
+    )
+    .expect("write the operator's kubeconfig");
+
+    let cluster = Cluster {
+        kubeconfig: admin_kubeconfig,
+        operator_kubeconfig: operator_kubeconfig.path().to_path_buf(),
+        tool_path: None,
+    };
+    run_lifecycle(&cluster, objects, namespaces).await;
+    for object in rbac_objects {
+        let (api, name) = dynamic_api(&admin, object);
+        api.delete(&name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|error| panic!("delete {}/{name}: {error}", object["kind"]));
+    }
+}
+
+/// The API of `object`'s kind (only the kinds the RBAC proof applies), and its name.
+fn dynamic_api(client: &kube::Client, object: &Value) -> (Api<DynamicObject>, String) {
+    let (group, version) = match object["apiVersion"]
+        .as_str()
+        .expect("apiVersion")
+        .split_once('/')
+    {
+        Some((group, version)) => (group, version),
+        None => ("", object["apiVersion"].as_str().expect("apiVersion")),
+    };
+    let kind = object["kind"].as_str().expect("kind");
+    let plural = format!("{}s", kind.to_lowercase());
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural);
+    let name = object["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_owned();
+    let api = match object["metadata"]["namespace"].as_str() {
+        Some(namespace) if !["Namespace", "ClusterRole", "ClusterRoleBinding"].contains(&kind) => {
+            Api::namespaced_with(client.clone(), namespace, &resource)
+        }
+        _ => Api::all_with(client.clone(), &resource),
+    };
+    (api, name)
+}
+
+/// Server-side applies `object` as the test's field manager.
+async fn apply(client: &kube::Client, object: &Value) {
+    let (api, name) = dynamic_api(client, object);
+    let body: DynamicObject = serde_json::from_value(object.clone()).expect("an object");
+    api.patch(
+        &name,
+        &PatchParams::apply(TEST_FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("apply {}/{name}: {error}", object["kind"]));
 }
 
 /// The operator's environment as the chart's Deployment sets it (every `FLOWRUN_*` variable is
