@@ -7,3 +7,4 @@ pub mod chart;
 pub mod cluster;
 pub mod flowruns;
 pub mod operator;
+pub mod prometheus;
