@@ -27,6 +27,10 @@ FLOWRUN_CHART_PYTHON=$("$FLOWRUN_HACK_DIR/chart.sh" setup)
 export FLOWRUN_CHART_PYTHON # tests/rbac.rs and tests/chart.rs render the chart with it
 "$FLOWRUN_HACK_DIR/chart.sh" test
 
+stage "Prometheus and promtool from Debian's packages (tests/monitoring.rs; fetched once into the cache)"
+FLOWRUN_PROMETHEUS_BIN_DIR=$("$FLOWRUN_HACK_DIR/apiserver/build.sh" --prometheus)
+export FLOWRUN_PROMETHEUS_BIN_DIR
+
 stage "release binary, as the Dockerfile builds it (tested by tests/release.rs)"
 cargo build --release --locked --bin flowrun-operator
 export FLOWRUN_RELEASE_BINARY=$PWD/target/release/flowrun-operator

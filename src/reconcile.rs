@@ -228,8 +228,7 @@ pub(crate) async fn reconcile<A: AppFlow>(
         // Report.
         let written = report::apply(&api, &ctx.events, &flowrun, &transition, action).await?;
         ctx.remember_write(&uid, &flowrun, &written.versions);
-        ctx.telemetry
-            .record_transition(flowrun.status.as_ref(), &transition);
+        ctx.telemetry.record_transition(&flowrun, &transition);
         ctx.reported(&uid);
         match written.latest {
             // The write returned the newest FlowRun: no need to wait for the watch to see it.

@@ -261,10 +261,33 @@ async fn probes_and_metrics_report_what_the_operator_does() {
         let value = metric(&url, series).await.unwrap_or_default();
         assert!(value >= 1.0, "{series} is {value} in:\n{text}");
     }
+    // No FlowRun names in labels; the namespace only as the run counters' `namespace` label.
+    let namespace_label = format!("namespace=\"{}\"", world.namespace);
     assert!(
-        text.lines()
-            .all(|line| !line.contains("quick\"") && !line.contains(&world.namespace)),
-        "no FlowRun names or namespaces in labels:\n{text}"
+        text.lines().all(|line| !line.contains("quick\"")
+            && (!line.contains(&world.namespace)
+                || (line.starts_with("flowrun_runs_") && line.contains(&namespace_label)))),
+        "FlowRun names, or namespaces outside the run counters, in labels:\n{text}"
+    );
+    assert_eq!(
+        metric(
+            &url,
+            &format!(
+                "flowrun_runs_finished_total{{{namespace_label},phase=\"Succeeded\",reason=\"Succeeded\"}}"
+            )
+        )
+        .await,
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &url,
+            &format!("flowrun_runs_started_total{{{namespace_label}}}")
+        )
+        .await,
+        Some(1.0),
+        "{text}"
     );
 }
 

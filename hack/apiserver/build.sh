@@ -7,6 +7,10 @@
 #   bin/kubectl            from Debian's kubectl package, only if none is on PATH
 #   bin/VERSIONS           the exact Debian package versions the above came from
 #
+# and, with --prometheus, bin/prometheus and bin/promtool from Debian's prometheus and promtool
+# packages
+# (for the alerting-rule and dashboard tests, tests/monitoring.rs).
+#
 # Why Debian packages: this project's machines reach no download site but the package
 # registries, and Debian sid ships the apiextensions-apiserver sources with every Go
 # dependency (golang-*-dev, sources under /usr/share/gocode/src), Go itself, etcd and
@@ -16,6 +20,7 @@
 # main in GOPATH mode from there. /etc/apt and the system's dpkg database are untouched.
 #
 # Usage: build.sh            ensure the binaries (a no-op in well under a second when cached)
+#        build.sh --prometheus ensure prometheus and promtool; prints their directory
 #        build.sh --prune    drop packages, sources and Go build cache; keep bin/
 #        build.sh --go-env   print `export` lines for the private Go (e.g. to run gofmt)
 #
@@ -142,6 +147,27 @@ fetch_binary() {
   log "  $(basename "$dest") <- $pkg $ver"
 }
 
+# fetch_binaries PKG PATH_IN_PKG...: downloads a Debian package once and installs the named
+# executables into $BIN under their own names.
+fetch_binaries() {
+  local pkg=$1 ver tmp path
+  shift
+  apt_init
+  ver=$(closure "$pkg" | awk -v p="$pkg" '$1 == p { print $2 }')
+  [[ -n $ver ]] || die "apt did not select a version of $pkg (details: $LOG_DIR/apt-closure.log)"
+  download "$pkg=$ver"
+  tmp=$(mktemp -d "$FLOWRUN_CACHE/unpack.XXXXXX")
+  dpkg -x "$(deb_file "$pkg" "$ver")" "$tmp"
+  for path in "$@"; do
+    [[ -x $tmp/$path ]] || die "$pkg $ver has no executable /$path"
+    install -m 0755 "$tmp/$path" "$BIN/$(basename "$path").tmp"
+    mv -f "$BIN/$(basename "$path").tmp" "$BIN/$(basename "$path")"
+    printf '%s %s\n' "$pkg" "$ver" >"$BIN/.$(basename "$path").version"
+    log "  $(basename "$path") <- $pkg $ver"
+  done
+  rm -rf "$tmp" "$DEB_DIR"/"${pkg}"_*.deb
+}
+
 # ------------------------------------------------------------------ Go sources -------
 
 # Unpacks the golang-* part of the closure of GO_PKGS into $PREFIX (skipped if done).
@@ -228,7 +254,8 @@ build_apiserver() {
 write_versions() {
   {
     echo "# Debian packages ($SUITE) the binaries in this directory were made from."
-    cat "$BIN"/.etcd.version "$BIN"/.kubectl.version "$BIN"/.flowrun-apiserver.version 2>/dev/null || true
+    cat "$BIN"/.etcd.version "$BIN"/.kubectl.version "$BIN"/.prometheus.version \
+      "$BIN"/.promtool.version "$BIN"/.flowrun-apiserver.version 2>/dev/null || true
   } >"$BIN/VERSIONS"
 }
 
@@ -250,8 +277,20 @@ main() {
       GOPROXY off GOTOOLCHAIN local GOENV off CGO_ENABLED 0 PATH "$PATH"
     return
     ;;
+  --prometheus)
+    mkdir -p "$BIN"
+    exec 9>"$FLOWRUN_CACHE/.build.lock"
+    flock 9
+    if [[ ! -x $BIN/prometheus || ! -x $BIN/promtool ]]; then
+      fetch_binaries prometheus usr/bin/prometheus
+      fetch_binaries promtool usr/bin/promtool
+      write_versions
+    fi
+    printf '%s\n' "$BIN"
+    return
+    ;;
   "") ;;
-  *) die "usage: $0 [--prune|--go-env]" ;;
+  *) die "usage: $0 [--prune|--go-env|--prometheus]" ;;
   esac
 
   mkdir -p "$BIN"

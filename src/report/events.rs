@@ -60,8 +60,10 @@ impl EventPublisher {
         };
         // One event write at a time, so that a burst's events do not crowd out its status
         // writes at the API server (docs/performance.md); that is still hundreds per second.
+        let counter = telemetry.clone();
         tokio::spawn(async move {
             while let Some(event) = queued.recv().await {
+                counter.count_queued_event(false);
                 writer.write(event).await;
             }
         });
@@ -82,6 +84,8 @@ impl EventPublisher {
             },
             action: action.to_owned(),
         };
+        // Counted before it can be taken off the queue, so the gauge never goes below zero.
+        self.telemetry.count_queued_event(true);
         match self.queue.try_send(queued) {
             Ok(()) => {
                 if self.dropping.swap(false, Ordering::Relaxed) {
@@ -89,6 +93,7 @@ impl EventPublisher {
                 }
             }
             Err(error) => {
+                self.telemetry.count_queued_event(false);
                 self.telemetry.count_dropped_event();
                 if !self.dropping.swap(true, Ordering::Relaxed) {
                     tracing::warn!(

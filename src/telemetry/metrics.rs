@@ -1,8 +1,9 @@
 //! What is counted: the metric families, their labels (each a small fixed set of values) and
 //! the pure functions that pick a label.
 
-use flowrun_api::{FlowRun, FlowRunStatus, Phase};
+use flowrun_api::{FlowRun, FlowRunStatus, Phase, conditions};
 use flowrun_core::appflow::{AppFlowError, FailureKind, service_error_code};
+use jiff::Timestamp;
 use kube::core::DeserializeGuard;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -42,6 +43,20 @@ pub(super) struct PhaseLabels {
     pub(super) phase: String,
 }
 
+/// The FlowRun's namespace: bounded by the namespaces that hold FlowRuns, not by their number.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct NamespaceLabels {
+    pub(super) namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct FinishedLabels {
+    pub(super) namespace: String,
+    pub(super) phase: &'static str,
+    /// The Ready condition's reason: one of the operator's own `Reason`s.
+    pub(super) reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct BuildLabels {
     pub(super) version: &'static str,
@@ -58,7 +73,12 @@ pub(super) struct Metrics {
     pub(super) run_duration: Family<PhaseLabels, Histogram>,
     pub(super) leader: Gauge,
     pub(super) events_dropped: Counter,
+    pub(super) events_queued: Gauge,
+    pub(super) resident_memory: Gauge,
     pub(super) abandoned_runs: Counter,
+    pub(super) runs_started: Family<NamespaceLabels, Counter>,
+    pub(super) runs_finished: Family<FinishedLabels, Counter>,
+    pub(super) oldest_starting: Family<NamespaceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     build_info: Family<BuildLabels, Gauge>,
 }
 
@@ -75,7 +95,12 @@ impl Metrics {
             run_duration: Family::new_with_constructor(|| Histogram::new(RUN_BUCKETS)),
             leader: Gauge::default(),
             events_dropped: Counter::default(),
+            events_queued: Gauge::default(),
+            resident_memory: Gauge::default(),
             abandoned_runs: Counter::default(),
+            runs_started: Family::default(),
+            runs_finished: Family::default(),
+            oldest_starting: Family::default(),
             build_info: Family::default(),
         };
         // Present from the start, so that dashboards and alerts see zeros rather than nothing.
@@ -84,6 +109,18 @@ impl Metrics {
                 phase: phase.as_str().to_owned(),
             });
         }
+        for reason in ERROR_REASONS {
+            let _ = metrics
+                .reconcile_errors
+                .get_or_create(&ReasonLabels { reason });
+        }
+        for operation in OPERATIONS {
+            for outcome in ["ok", "throttled"] {
+                let _ = metrics
+                    .appflow_calls
+                    .get_or_create(&CallLabels { operation, outcome });
+            }
+        }
         metrics
             .build_info
             .get_or_create(&BuildLabels {
@@ -91,6 +128,16 @@ impl Metrics {
             })
             .set(1);
         metrics
+    }
+
+    /// Registers the process's own metrics, under their usual unprefixed names.
+    pub(super) fn register_process(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of the operator's process (Linux only)",
+            prometheus_client::registry::Unit::Bytes,
+            self.resident_memory.clone(),
+        );
     }
 
     /// Registers every family in `registry`.
@@ -145,6 +192,11 @@ impl Metrics {
             self.events_dropped.clone(),
         );
         registry.register(
+            "events_queued",
+            "Kubernetes events waiting to be published",
+            self.events_queued.clone(),
+        );
+        registry.register(
             "unreadable_policies",
             "FlowRunPolicies the operator cannot read (e.g. stored under an older schema); \
              nothing is started in their namespaces until they are fixed",
@@ -157,11 +209,59 @@ impl Metrics {
             self.abandoned_runs.clone(),
         );
         registry.register(
+            "runs_started",
+            "Runs AppFlow accepted (StartFlow returned an execution, or activated a scheduled \
+             or event-triggered flow), by the FlowRun's namespace",
+            self.runs_started.clone(),
+        );
+        registry.register(
+            "runs_finished",
+            "FlowRuns that reached Succeeded, Failed or Canceled, by namespace, phase and the \
+             reason of their Ready condition (e.g. ExecutionFailed, FlowNotFound, \
+             StartOutcomeUnknown)",
+            self.runs_finished.clone(),
+        );
+        registry.register(
+            "starting_oldest_age_seconds",
+            "Age of the oldest FlowRun in phase Starting (StartFlow failed and is retried), \
+             from its first StartFlow attempt, by namespace; namespaces without one are absent",
+            self.oldest_starting.clone(),
+        );
+        registry.register(
             "build_info",
             "The operator's version",
             self.build_info.clone(),
         );
     }
+}
+
+/// The reasons of [`error_reason`], each present from the start.
+const ERROR_REASONS: [&str; 9] = [
+    "Conflict",
+    "NotFound",
+    "Forbidden",
+    "Invalid",
+    "Throttled",
+    "ServerError",
+    "ApiError",
+    "Transport",
+    "Other",
+];
+
+/// The AppFlow operations the operator calls (src/act/metered.rs), each present from the start.
+pub(super) const OPERATIONS: [&str; 3] = [
+    "StartFlow",
+    "DescribeFlowExecutionRecords",
+    "CancelFlowExecutions",
+];
+
+/// Resident memory in bytes, from `VmRSS` in /proc/self/status (in kB whatever the page
+/// size); `None` where there is no procfs.
+pub(super) fn resident_memory_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kilobytes: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes * 1024)
 }
 
 /// FlowRuns per phase; every phase is present, `Invalid` counts unreadable ones.
@@ -200,6 +300,73 @@ pub(super) fn finished_run(
     let end = after.completion_time.as_ref()?.0;
     let seconds = end.duration_since(start).as_secs_f64();
     Some((phase.as_str().to_owned(), seconds.max(0.0)))
+}
+
+/// What a status write means for the run counters.
+#[derive(Debug, PartialEq)]
+pub(super) struct Milestones {
+    /// AppFlow accepted the run: an execution ID appeared, or the flow was activated.
+    pub(super) started: bool,
+    /// `(final phase, reason)` when the FlowRun just reached Succeeded, Failed or Canceled.
+    pub(super) finished: Option<(&'static str, String)>,
+}
+
+pub(super) fn milestones(
+    before: Option<&FlowRunStatus>,
+    after: Option<&FlowRunStatus>,
+) -> Milestones {
+    let Some(after) = after else {
+        return Milestones {
+            started: false,
+            finished: None,
+        };
+    };
+    let phase_before = before.and_then(|status| status.phase);
+    let activated = after.phase == Some(Phase::Activated) && phase_before != Some(Phase::Activated);
+    let executed =
+        after.execution_id.is_some() && before.is_none_or(|status| status.execution_id.is_none());
+    let finished = after
+        .phase
+        .filter(|phase| {
+            matches!(phase, Phase::Succeeded | Phase::Failed | Phase::Canceled)
+                && phase_before != Some(*phase)
+        })
+        .map(|phase| {
+            let reason = after
+                .conditions
+                .iter()
+                .find(|condition| condition.type_ == conditions::READY)
+                .map_or_else(|| "Unknown".to_owned(), |ready| ready.reason.clone());
+            (phase.as_str(), reason)
+        });
+    Milestones {
+        started: activated || executed,
+        finished,
+    }
+}
+
+/// `(namespace, seconds)`: the age of each namespace's oldest FlowRun in phase Starting, from
+/// its first StartFlow attempt (or, without one, its creation), never negative.
+pub(super) fn oldest_starting<'a>(
+    flowruns: impl Iterator<Item = &'a FlowRun>,
+    now: Timestamp,
+) -> Vec<(String, f64)> {
+    let mut oldest: Vec<(String, f64)> = Vec::new();
+    for flowrun in flowruns.filter(|flowrun| flowrun.phase() == Phase::Retrying) {
+        let since = flowrun
+            .status
+            .as_ref()
+            .and_then(|status| status.start_time.as_ref())
+            .or(flowrun.metadata.creation_timestamp.as_ref());
+        let Some(since) = since else { continue };
+        let age = now.duration_since(since.0).as_secs_f64().max(0.0);
+        let namespace = flowrun.metadata.namespace.clone().unwrap_or_default();
+        match oldest.iter_mut().find(|(name, _)| *name == namespace) {
+            Some((_, seconds)) => *seconds = seconds.max(age),
+            None => oldest.push((namespace, age)),
+        }
+    }
+    oldest
 }
 
 /// The reason label of a failed reconcile, from the Kubernetes error in its source chain.
@@ -347,5 +514,101 @@ mod tests {
         assert_eq!(finished_run(None, Some(&activated)), None);
         assert_eq!(finished_run(None, Some(&running)), None);
         assert_eq!(finished_run(Some(&running), None), None);
+    }
+
+    fn with_ready_reason(mut status: FlowRunStatus, reason: &str) -> FlowRunStatus {
+        status.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: conditions::READY.to_owned(),
+            status: "False".to_owned(),
+            reason: reason.to_owned(),
+            message: String::new(),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        }];
+        status
+    }
+
+    #[test]
+    fn a_started_run_and_a_finished_flowrun_are_counted_once_each() {
+        let pending = FlowRunStatus {
+            phase: Some(Phase::Pending),
+            ..FlowRunStatus::default()
+        };
+        let running = status(Phase::Running, true, 0, None);
+        let failed = with_ready_reason(status(Phase::Failed, true, 0, Some(30)), "ExecutionFailed");
+        let not_found =
+            with_ready_reason(status(Phase::Failed, false, 0, Some(600)), "FlowNotFound");
+        let activated = status(Phase::Activated, false, 0, Some(1));
+        let finished = |phase, reason: &str| Some((phase, reason.to_owned()));
+        let table = [
+            (None, Some(&running), true, None),
+            (Some(&pending), Some(&running), true, None),
+            // A poll that writes the same run again.
+            (Some(&running), Some(&running), false, None),
+            (
+                Some(&running),
+                Some(&failed),
+                false,
+                finished("Failed", "ExecutionFailed"),
+            ),
+            (Some(&failed), Some(&failed), false, None),
+            // Failed without AppFlow starting anything: finished, not started.
+            (
+                Some(&pending),
+                Some(&not_found),
+                false,
+                finished("Failed", "FlowNotFound"),
+            ),
+            (Some(&pending), Some(&activated), true, None),
+            (Some(&activated), Some(&activated), false, None),
+            (Some(&running), None, false, None),
+        ];
+        for (before, after, started, finished) in table {
+            assert_eq!(
+                milestones(before, after),
+                Milestones { started, finished },
+                "{before:?} -> {after:?}"
+            );
+        }
+        let unlabelled = status(Phase::Succeeded, true, 0, Some(5));
+        assert_eq!(
+            milestones(Some(&running), Some(&unlabelled)).finished,
+            Some(("Succeeded", "Unknown".to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_oldest_starting_flowrun_of_each_namespace_gives_its_age() {
+        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).expect("valid");
+        let flowrun = |namespace: &str, phase: Phase, start: Option<i64>, created: i64| {
+            let mut flowrun = FlowRun::new("run", flowrun_api::FlowRunSpec::new("flow"));
+            flowrun.metadata.namespace = Some(namespace.to_owned());
+            flowrun.metadata.creation_timestamp = Some(Time(at(created)));
+            flowrun.status = Some(FlowRunStatus {
+                phase: Some(phase),
+                start_time: start.map(|s| Time(at(s))),
+                ..FlowRunStatus::default()
+            });
+            flowrun
+        };
+        let flowruns = [
+            flowrun("team-a", Phase::Retrying, Some(100), 0),
+            flowrun("team-a", Phase::Retrying, Some(40), 0),
+            // Without a start time, from its creation.
+            flowrun("team-b", Phase::Retrying, None, 250),
+            // Not in Starting: not counted, however old.
+            flowrun("team-c", Phase::Running, Some(0), 0),
+            flowrun("team-c", Phase::Pending, None, 0),
+            // A clock behind the start time gives 0, not a negative age.
+            flowrun("team-d", Phase::Retrying, Some(400), 0),
+        ];
+        assert_eq!(
+            oldest_starting(flowruns.iter(), at(300)),
+            vec![
+                ("team-a".to_owned(), 260.0),
+                ("team-b".to_owned(), 50.0),
+                ("team-d".to_owned(), 0.0),
+            ]
+        );
     }
 }

@@ -1,18 +1,19 @@
 //! Report, for machines: Prometheus metrics and the liveness and readiness probes, served over
 //! HTTP on one port ([`server`]).
 //!
-//! Every label has a small, fixed set of values (operations, outcomes, phases, reasons), never
-//! a FlowRun name or an error message, so the number of series stays bounded however many
-//! FlowRuns there are ([`metrics`]).
+//! Every label has a small, fixed set of values (operations, outcomes, phases, reasons), or is
+//! the FlowRun's namespace; never a FlowRun name or an error message, so the number of series
+//! stays bounded however many FlowRuns there are ([`metrics`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use flowrun_api::conditions::Reason;
-use flowrun_api::{FlowRun, FlowRunPolicy, FlowRunStatus};
+use flowrun_api::{FlowRun, FlowRunPolicy};
 use flowrun_core::appflow::AppFlowError;
 use flowrun_core::decide::Transition;
+use jiff::Timestamp;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use prometheus_client::registry::Registry;
@@ -28,8 +29,9 @@ pub use server::serve;
 
 use health::{Watches, readiness};
 use metrics::{
-    CallLabels, Metrics, OperationLabels, PhaseLabels, ReasonLabels, call_outcome, count_phases,
-    error_reason, finished_run,
+    CallLabels, FinishedLabels, Metrics, NamespaceLabels, OperationLabels, PhaseLabels,
+    ReasonLabels, call_outcome, count_phases, error_reason, finished_run, milestones,
+    oldest_starting, resident_memory_bytes,
 };
 
 /// The operator's metrics and health, shared by the controller, the leader election and the
@@ -52,8 +54,9 @@ impl Default for Telemetry {
 impl Telemetry {
     pub fn new() -> Self {
         let metrics = Metrics::new();
-        let mut registry = Registry::with_prefix("flowrun");
-        metrics.register(&mut registry);
+        let mut registry = Registry::default();
+        metrics.register(registry.sub_registry_with_prefix("flowrun"));
+        metrics.register_process(&mut registry);
         Telemetry {
             registry,
             metrics,
@@ -155,9 +158,40 @@ impl Telemetry {
         self.metrics.events_dropped.inc();
     }
 
-    /// Call after a write: a run that just finished adds its duration, and a run left going
-    /// when its deleted FlowRun was released is counted.
-    pub fn record_transition(&self, before: Option<&FlowRunStatus>, transition: &Transition) {
+    /// One more (`true`) or one fewer (`false`) event waits to be published.
+    pub fn count_queued_event(&self, queued: bool) {
+        if queued {
+            self.metrics.events_queued.inc();
+        } else {
+            self.metrics.events_queued.dec();
+        }
+    }
+
+    /// Call after a write of `flowrun` (as it was before the write): a run that AppFlow just
+    /// accepted or that just finished is counted, a finished run adds its duration, and a run
+    /// left going when its deleted FlowRun was released is counted.
+    pub fn record_transition(&self, flowrun: &FlowRun, transition: &Transition) {
+        let before = flowrun.status.as_ref();
+        let namespace = || flowrun.metadata.namespace.clone().unwrap_or_default();
+        let reached = milestones(before, transition.status.as_ref());
+        if reached.started {
+            self.metrics
+                .runs_started
+                .get_or_create(&NamespaceLabels {
+                    namespace: namespace(),
+                })
+                .inc();
+        }
+        if let Some((phase, reason)) = reached.finished {
+            self.metrics
+                .runs_finished
+                .get_or_create(&FinishedLabels {
+                    namespace: namespace(),
+                    phase,
+                    reason,
+                })
+                .inc();
+        }
         if transition
             .event
             .as_ref()
@@ -176,8 +210,16 @@ impl Telemetry {
     /// The metrics in OpenMetrics text.
     pub fn encode(&self) -> String {
         let _one_at_a_time = lock(&self.scrape);
-        let (counts, unreadable_policies) = {
+        let (counts, starting, unreadable_policies) = {
             let watches = lock(&self.watches);
+            let flowruns: Vec<_> = watches
+                .stores
+                .iter()
+                .flat_map(|store| store.state())
+                .collect();
+            let readable = flowruns
+                .iter()
+                .filter_map(|flowrun| flowrun.0.as_ref().ok());
             let unreadable = watches
                 .policies
                 .iter()
@@ -185,7 +227,8 @@ impl Telemetry {
                 .filter(|policy| policy.0.is_err())
                 .count();
             (
-                count_phases(watches.stores.iter().flat_map(|store| store.state())),
+                count_phases(flowruns.iter().cloned()),
+                oldest_starting(readable, Timestamp::now()),
                 unreadable,
             )
         };
@@ -198,6 +241,16 @@ impl Telemetry {
                 .flowruns
                 .get_or_create(&PhaseLabels { phase })
                 .set(count);
+        }
+        if let Some(bytes) = resident_memory_bytes() {
+            self.metrics.resident_memory.set(bytes);
+        }
+        self.metrics.oldest_starting.clear();
+        for (namespace, seconds) in starting {
+            self.metrics
+                .oldest_starting
+                .get_or_create(&NamespaceLabels { namespace })
+                .set(seconds);
         }
         let mut text = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {

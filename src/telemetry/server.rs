@@ -11,8 +11,11 @@ use axum::routing::get;
 
 use super::Telemetry;
 
-/// OpenMetrics text, which Prometheus scrapes natively.
+/// OpenMetrics text, which Prometheus asks for.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Prometheus' classic text format, for clients that do not ask for OpenMetrics (curl,
+/// `promtool check metrics`, older scrapers).
+const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The HTTP routes: `/metrics`, `/healthz` (the process serves), `/readyz` (see [`Telemetry::readiness`]).
 pub fn router(telemetry: Arc<Telemetry>) -> Router {
@@ -23,8 +26,65 @@ pub fn router(telemetry: Arc<Telemetry>) -> Router {
         .with_state(telemetry)
 }
 
-async fn metrics(State(telemetry): State<Arc<Telemetry>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], telemetry.encode())
+async fn metrics(
+    State(telemetry): State<Arc<Telemetry>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], telemetry.encode())
+    } else {
+        (
+            [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
+            classic_text(&telemetry.encode()),
+        )
+    }
+}
+
+/// OpenMetrics text (as prometheus-client writes it) in Prometheus' classic text format: a
+/// counter's HELP and TYPE name its `_total` samples, and there are no UNIT lines, `_created`
+/// samples or `# EOF`.
+fn classic_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let header = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match header {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let total = if counters.contains(&name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                text.push_str(&format!("{prefix}{name}{total} {tail}\n"));
+            }
+            None => {
+                let name = line.split(['{', ' ']).next().unwrap_or_default();
+                let created = name
+                    .strip_suffix("_created")
+                    .is_some_and(|family| counters.contains(&family));
+                if !created {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    text
 }
 
 async fn ready(State(telemetry): State<Arc<Telemetry>>) -> impl IntoResponse {
@@ -66,7 +126,11 @@ mod tests {
         let base = format!("http://{address}");
         let http = reqwest::Client::new();
         let get = |path: &str| {
-            let request = http.get(format!("{base}{path}"));
+            // As Prometheus asks.
+            let request = http.get(format!("{base}{path}")).header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            );
             async move {
                 let response = request.send().await.expect("request");
                 let status = response.status().as_u16();
@@ -98,6 +162,10 @@ mod tests {
             "flowrun_appflow_calls_total{operation=\"StartFlow\",outcome=\"throttled\"} 1",
             "flowrun_flowruns{phase=\"Running\"} 0",
             "flowrun_leader 0",
+            "flowrun_events_queued 0",
+            "flowrun_reconcile_errors_total{reason=\"Conflict\"} 0",
+            "flowrun_appflow_calls_total{operation=\"CancelFlowExecutions\",outcome=\"throttled\"} 0",
+            "# TYPE process_resident_memory_bytes gauge",
             "flowrun_reconciles_total 0",
             "# TYPE flowrun_reconcile_duration_seconds histogram",
             "# TYPE flowrun_run_duration_seconds histogram",
@@ -110,5 +178,33 @@ mod tests {
         }
         assert!(text.contains("flowrun_build_info{version=\""), "{text}");
         assert_eq!(get("/nothing").await.0, 404);
+
+        // Without asking for OpenMetrics: the classic text format.
+        let response = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            response.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(TEXT_CONTENT_TYPE.as_bytes())
+        );
+        let classic = response.text().await.expect("body");
+        assert!(classic.contains("# TYPE flowrun_reconciles_total counter\n"));
+        assert!(!classic.contains("# EOF"));
+    }
+
+    #[test]
+    fn classic_text_names_counters_by_their_samples_and_drops_what_it_lacks() {
+        let openmetrics = "# HELP a_calls Calls.\n# TYPE a_calls counter\na_calls_total{x=\"1\"} 2\n\
+             a_calls_created{x=\"1\"} 1.7e9\n# HELP a_memory Memory.\n# TYPE a_memory gauge\n\
+             # UNIT a_memory bytes\na_memory 5\n# TYPE a_seconds histogram\n\
+             a_seconds_count 1\n# EOF\n";
+        assert_eq!(
+            classic_text(openmetrics),
+            "# HELP a_calls_total Calls.\n# TYPE a_calls_total counter\na_calls_total{x=\"1\"} 2\n\
+             # HELP a_memory Memory.\n# TYPE a_memory gauge\na_memory 5\n\
+             # TYPE a_seconds histogram\na_seconds_count 1\n"
+        );
     }
 }

@@ -5,6 +5,7 @@ Kubernetes minors. Run with `hack/chart.sh test`.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -49,6 +50,35 @@ MATRIX: dict[str, dict] = {
     "monitoring": {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}
     },
+    "alerts-and-dashboard": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {
+                "enabled": True,
+                "labels": {"release": "prometheus"},
+                "alertLabels": {"team": "data"},
+                "selector": 'job="flowrun",cluster="eu"',
+                "stuckStartingMinutes": 30,
+                "noLeaderFor": "2m",
+            },
+            "dashboard": {"enabled": True, "annotations": {"grafana_folder": "Operators"}},
+        }
+    },
+    "network-policy": {
+        "networkPolicy": {
+            "enabled": True,
+            "metricsFrom": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                },
+                {"podSelector": {"matchLabels": {"role": "scraper"}}},
+            ],
+            "apiServerPorts": [6443],
+            "extraEgress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 3128, "protocol": "TCP"}]}],
+        }
+    },
+    "network-policy-closed": {"networkPolicy": {"enabled": True}},
     "existing-service-account": {
         "serviceAccount": {"create": False, "name": "ops-robot"},
         "rbac": {"create": False},
@@ -144,8 +174,9 @@ def test_every_rendered_object_is_valid_kubernetes(case: str, kube_version: str)
     docs = objects(MATRIX[case])
     assert docs
     for doc in docs:
-        if doc["kind"] == "ServiceMonitor":
-            # Not a built-in kind: no schema in kubernetes-validate; checked in its own test.
+        if doc["kind"] in {"ServiceMonitor", "PrometheusRule"}:
+            # Not built-in kinds: no schema in kubernetes-validate; checked in their own tests
+            # (the rules also by promtool, tests/monitoring.rs).
             continue
         kubernetes_validate.validate(doc, kube_version, strict=True)
 
@@ -314,6 +345,11 @@ def test_service_monitor_is_optional_and_scrapes_the_metrics_service() -> None:
         ({"leaderElection": {"leaseDuration": "1500ms"}}, "at '/leaderElection/leaseDuration'"),
         ({"metrics": {"port": 70000}}, "at '/metrics/port': maximum: got 70,000, want 65,535"),
         ({"image": {"digest": "latest"}}, "at '/image/digest': 'latest' does not match pattern"),
+        ({"metrics": {"prometheusRule": {"noLeaderFor": "a while"}}}, "at '/metrics/prometheusRule/noLeaderFor'"),
+        ({"metrics": {"prometheusRule": {"stuckStartingMinutes": 0}}}, "at '/metrics/prometheusRule/stuckStartingMinutes'"),
+        ({"metrics": {"dashboard": {"label": ""}}}, "at '/metrics/dashboard/label'"),
+        ({"networkPolicy": {"metricsFrom": [{"namespace": "monitoring"}]}}, "at '/networkPolicy/metricsFrom/0'"),
+        ({"networkPolicy": {"apiServerPorts": [0]}}, "at '/networkPolicy/apiServerPorts/0'"),
         ({"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": 12}}}, "got number, want string"),
     ],
 )
@@ -357,3 +393,69 @@ def test_tenant_role_reads_but_never_writes_policies() -> None:
             policy_verbs = {verb for rule in role["rules"] if "flowrunpolicies" in rule["resources"] for verb in rule["verbs"]}
             assert policy_verbs == {"get", "list", "watch"}
     assert not [role for role in of_kind(objects({"rbac": {"tenantRole": False}}), "ClusterRole") if role["metadata"]["name"].endswith("-tenant")]
+
+
+def test_prometheus_rule_is_optional_and_follows_its_values() -> None:
+    assert of_kind(objects(), "PrometheusRule") == []
+    [rule] = of_kind(objects(MATRIX["alerts-and-dashboard"]), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    assert set(alerts) == {
+        "FlowRunsFailing",
+        "FlowRunStartOutcomeUnknown",
+        "FlowRunStuckStarting",
+        "FlowRunAppFlowThrottled",
+        "FlowRunOperatorNoLeader",
+        "FlowRunReconcileErrors",
+        "FlowRunEventsDropped",
+    }
+    for name, alert in alerts.items():
+        assert alert["labels"]["team"] == "data", name
+        assert 'job="flowrun",cluster="eu"' in alert["expr"], name
+        assert "flowrun-operator-metrics" not in alert["expr"], name
+    assert "> 1800" in alerts["FlowRunStuckStarting"]["expr"]
+    assert alerts["FlowRunOperatorNoLeader"]["for"] == "2m"
+    # By default the rules select the ServiceMonitor's job: the metrics Service's name.
+    [default] = of_kind(objects({"metrics": {"prometheusRule": {"enabled": True}}}), "PrometheusRule")
+    [service] = of_kind(objects(), "Service")
+    assert f'job="{service["metadata"]["name"]}"' in default["spec"]["groups"][0]["rules"][0]["expr"]
+
+
+def test_service_monitor_keeps_the_flowruns_namespace_label() -> None:
+    [monitor] = of_kind(objects(MATRIX["monitoring"]), "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+def test_dashboard_is_optional_and_carries_the_sidecar_label_and_the_json() -> None:
+    assert [c for c in of_kind(objects(), "ConfigMap") if c["metadata"]["name"].endswith("-dashboard")] == []
+    [config_map] = of_kind(objects(MATRIX["alerts-and-dashboard"]), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Operators"}
+    shipped = json.loads((CHART / "dashboards" / "flowrun-operator.json").read_text())
+    assert json.loads(config_map["data"]["flowrun-operator.json"]) == shipped
+    assert shipped["uid"] == "flowrun-operator" and shipped["panels"]
+    custom = objects({"metrics": {"dashboard": {"enabled": True, "label": "dashboards", "labelValue": "flowrun"}}})
+    assert of_kind(custom, "ConfigMap")[0]["metadata"]["labels"]["dashboards"] == "flowrun"
+
+
+def test_network_policy_admits_only_the_named_scrapers_and_lets_out_only_dns_and_443() -> None:
+    assert of_kind(objects(), "NetworkPolicy") == []
+    docs = objects(MATRIX["network-policy"])
+    [policy] = of_kind(docs, "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["podSelector"]["matchLabels"].items() <= deployment(MATRIX["network-policy"])["spec"]["template"]["metadata"]["labels"].items()
+    [ingress] = spec["ingress"]
+    [container] = deployment(MATRIX["network-policy"])["spec"]["template"]["spec"]["containers"]
+    assert [p["name"] for p in container["ports"]] == ["http"]
+    assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert ingress["from"] == MATRIX["network-policy"]["networkPolicy"]["metricsFrom"]
+    dns, tls, extra = spec["egress"]
+    assert dns == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    assert tls == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}
+    assert extra == MATRIX["network-policy"]["networkPolicy"]["extraEgress"][0]
+    # Nobody named: no ingress at all; egress DNS and 443 only.
+    [closed] = of_kind(objects(MATRIX["network-policy-closed"]), "NetworkPolicy")
+    assert closed["spec"]["ingress"] == []
+    assert [r["ports"] for r in closed["spec"]["egress"]] == [dns["ports"], [{"port": 443, "protocol": "TCP"}]]

@@ -8,3 +8,4 @@ pub mod cluster;
 pub mod flowruns;
 pub mod operator;
 pub mod own_cluster;
+pub mod prometheus;
