@@ -1,7 +1,7 @@
 //! What is counted: the metric families, their labels (each a small fixed set of values) and
 //! the pure functions that pick a label.
 
-use flowrun_api::{FlowRun, FlowRunStatus, Phase};
+use flowrun_api::{FlowRun, FlowRunSchedule, FlowRunStatus, Phase};
 use flowrun_core::appflow::{AppFlowError, FailureKind, service_error_code};
 use kube::core::DeserializeGuard;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -43,6 +43,16 @@ pub(super) struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct StateLabels {
+    pub(super) state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct SlotLabels {
+    pub(super) outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct BuildLabels {
     pub(super) version: &'static str,
 }
@@ -59,6 +69,8 @@ pub(super) struct Metrics {
     pub(super) leader: Gauge,
     pub(super) events_dropped: Counter,
     pub(super) abandoned_runs: Counter,
+    pub(super) schedules: Family<StateLabels, Gauge>,
+    pub(super) slots: Family<SlotLabels, Counter>,
     build_info: Family<BuildLabels, Gauge>,
 }
 
@@ -76,6 +88,8 @@ impl Metrics {
             leader: Gauge::default(),
             events_dropped: Counter::default(),
             abandoned_runs: Counter::default(),
+            schedules: Family::default(),
+            slots: Family::default(),
             build_info: Family::default(),
         };
         // Present from the start, so that dashboards and alerts see zeros rather than nothing.
@@ -155,6 +169,18 @@ impl Metrics {
             "Deleted FlowRuns released while their run may still be going in AppFlow: it could \
              not be canceled within --cancel-timeout (event RunAbandoned names it)",
             self.abandoned_runs.clone(),
+        );
+        registry.register(
+            "schedules",
+            "FlowRunSchedules watched by this replica, by state (Scheduled, Suspended, \
+             Invalid: spec.schedule or spec.timeZone unusable, Unreadable: does not parse)",
+            self.schedules.clone(),
+        );
+        registry.register(
+            "schedule_slots",
+            "Slots of FlowRunSchedules, by outcome: started (a FlowRun created, run-now \
+             included), skipped (concurrencyPolicy Forbid), missed (seen too late)",
+            self.slots.clone(),
         );
         registry.register(
             "build_info",
@@ -239,6 +265,27 @@ pub(super) fn call_outcome(error: Option<&AppFlowError>) -> &'static str {
         None => "error",
     }
 }
+
+/// The state label of a schedule, as `flowrun_schedules` counts it.
+pub(super) fn schedule_state(guarded: &DeserializeGuard<FlowRunSchedule>) -> &'static str {
+    let Ok(schedule) = &guarded.0 else {
+        return "Unreadable";
+    };
+    let stalled = schedule.status.as_ref().is_some_and(|status| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == flowrun_api::conditions::STALLED && c.status == "True")
+    });
+    match (stalled, schedule.spec.suspend) {
+        (true, _) => "Invalid",
+        (false, true) => "Suspended",
+        (false, false) => "Scheduled",
+    }
+}
+
+/// Every state `flowrun_schedules` reports, present even at zero.
+pub(super) const SCHEDULE_STATES: [&str; 4] = ["Scheduled", "Suspended", "Invalid", "Unreadable"];
 
 #[cfg(test)]
 mod tests {
@@ -349,3 +396,4 @@ mod tests {
         assert_eq!(finished_run(Some(&running), None), None);
     }
 }
+
