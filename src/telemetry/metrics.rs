@@ -396,4 +396,3 @@ mod tests {
         assert_eq!(finished_run(Some(&running), None), None);
     }
 }
-

@@ -357,8 +357,11 @@ fn prune_history(
             .filter(|child| child.phase.is_final() && !child.deleting)
             .filter(|child| succeeded(child.phase) == successful)
             .collect();
-        // Newest first; the name breaks ties between FlowRuns created in the same second.
-        finished.sort_by(|a, b| (b.created, &b.name).cmp(&(a.created, &a.name)));
+        // Newest first. Creation times have whole seconds: the finishing time, then the name,
+        // break ties (slots are a minute apart; run-now FlowRuns may share a second).
+        finished.sort_by(|a, b| {
+            (b.created, b.finished, &b.name).cmp(&(a.created, a.finished, &a.name))
+        });
         let keep = usize::try_from(limit).unwrap_or(0);
         decision
             .prune
