@@ -42,6 +42,9 @@ const OWNER_CHANGES_CAPACITY: usize = 4096;
 /// the watch event of that version (which triggers a reconcile at once) not come.
 const STALE_RECHECK: Duration = Duration::from_secs(1);
 
+/// Schedules reconciled at once, per watch.
+const SCHEDULE_CONCURRENCY: u16 = 16;
+
 type Guarded = DeserializeGuard<FlowRunSchedule>;
 
 /// The owners of changed FlowRuns, from the FlowRun watches to the schedule watches.
@@ -146,8 +149,10 @@ pub async fn run(ctx: Arc<ScheduleContext>, namespaces: &[String], owners: Owner
         let controller = Controller::new(api, watcher::Config::default())
             .reconcile_on(owners.of_namespace(namespace));
         ctx.telemetry.watch_schedules(controller.store());
+        // A schedule reconcile makes a few quick writes and no AppFlow call: a fixed budget
+        // keeps a minute with many slots from crowding out the FlowRuns' reconciles.
         controller
-            .with_config(controller::Config::default().concurrency(16))
+            .with_config(controller::Config::default().concurrency(SCHEDULE_CONCURRENCY))
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
