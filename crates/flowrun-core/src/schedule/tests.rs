@@ -641,3 +641,33 @@ fn history_keeps_the_newest_finished_runs_within_the_limits() {
         decision.prune
     );
 }
+
+#[test]
+fn a_name_too_long_for_its_flowruns_stalls_naming_metadata_name() {
+    let mut schedule = schedule_of("  schedule: '0 * * * *'\n");
+    schedule.metadata.name = Some("n".repeat(SCHEDULE_NAME_MAX + 1));
+    let decision = decide(&schedule, &observed("2026-06-01T10:00:00Z", vec![]));
+    let stalled = decision
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == STALLED)
+        .expect("Stalled");
+    assert_eq!(stalled.reason, "InvalidSchedule");
+    assert!(
+        stalled.message.starts_with("metadata.name"),
+        "{}",
+        stalled.message
+    );
+    assert!(decision.create.is_empty());
+
+    schedule.metadata.name = Some("n".repeat(SCHEDULE_NAME_MAX));
+    let decision = decide(&schedule, &observed("2026-06-01T10:00:00Z", vec![]));
+    assert!(
+        decision
+            .status
+            .conditions
+            .iter()
+            .all(|c| c.reason != "InvalidSchedule")
+    );
+}
