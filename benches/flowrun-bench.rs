@@ -22,6 +22,9 @@
 //!   runs, to all finished), and the ratio to the ideal: the raw write rate measured right
 //!   before, divided by the operator's FlowRun writes per start in the measured window (from
 //!   the audit log). Also raw rates by merge patch and with two watches, for context.
+//! - `schedules`: N FlowRunSchedules `* * * * *` firing in the same minute: slot-to-FlowRun
+//!   latency (the slot's wall-clock time to the moment a watch saw its FlowRun) p50/p99, and
+//!   the operator's RSS before the schedules and after their slot. It leaves its objects.
 //!
 //! Every scenario reports the CPU time (from `/proc`) the API server and etcd used per start
 //! or lifecycle, and the operator's.
@@ -31,7 +34,8 @@
 //! the first.
 //!
 //! Usage: `cargo bench --bench flowrun-bench -- [--quick] [--only raw,burst,...,backlog]`
-//! (scenarios: raw, burst, paced, latency, economy, describe, footprint, backlog). Every wait is
+//! (scenarios: raw, burst, paced, latency, economy, describe, schedules, footprint, backlog).
+//! Every wait is
 //! bounded; the run stops by itself. Results also go to `target/bench/results.md`.
 
 #[path = "../tests/support/mod.rs"]
@@ -42,6 +46,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use flowrun_api::FlowRunSchedule;
 use flowrun_api::flowrun::{FlowRun, FlowRunSpec, Phase};
 use futures::StreamExt;
 use k8s_openapi::api::events::v1::Event;
@@ -93,6 +98,8 @@ struct Sizes {
     footprint: usize,
     /// FlowRuns waiting when the operator starts.
     backlog: usize,
+    /// FlowRunSchedules firing in the same minute.
+    schedules: usize,
 }
 
 impl Sizes {
@@ -108,6 +115,7 @@ impl Sizes {
             describe_window: Duration::from_secs(60),
             footprint: 10_000,
             backlog: 2000,
+            schedules: 1000,
         }
     }
 
@@ -123,6 +131,7 @@ impl Sizes {
             describe_window: Duration::from_secs(20),
             footprint: 1000,
             backlog: 300,
+            schedules: 200,
         }
     }
 }
@@ -304,6 +313,13 @@ async fn main() {
             &mut table,
         )
         .await;
+    }
+    if wanted("schedules") {
+        println!(
+            "== schedules: {} FlowRunSchedules firing in the same minute",
+            sizes.schedules
+        );
+        schedules(sizes.schedules, &mut table).await;
     }
     if wanted("footprint") {
         println!(
@@ -1022,6 +1038,85 @@ impl Cpu {
             ms(self.etcd)
         )
     }
+}
+
+/// `n` schedules `* * * * *`, created and seen by the operator before a minute boundary; at
+/// the slot, when each FlowRun appears, measured from the slot's wall-clock time.
+async fn schedules(n: usize, table: &mut Table) {
+    let world = World::new("bench-schedules", FLOWS).await;
+    let operator = start_operator(&world);
+    wait_ready(&operator).await;
+    let (before, _, _) = operator.footprint().expect("operator runs");
+    let api: Api<FlowRunSchedule> = Api::namespaced(world.client.clone(), &world.namespace);
+    // Creating them and their first status must not straddle the slot: past second 30 of a
+    // minute, start with the next one.
+    let second = epoch_seconds() % 60.0;
+    if second > 30.0 {
+        tokio::time::sleep(Duration::from_secs_f64(60.0 - second + 0.5)).await;
+    }
+    let slot = (epoch_seconds() / 60.0).ceil() * 60.0;
+    futures::stream::iter(names("every-minute", n))
+        .map(|name| {
+            let api = api.clone();
+            async move {
+                let schedule: FlowRunSchedule = serde_json::from_value(json!({
+                    "apiVersion": "appflow.flowrun.dev/v1alpha1",
+                    "kind": "FlowRunSchedule",
+                    "metadata": {"name": name},
+                    "spec": {"schedule": "* * * * *", "flowRunTemplate": {"spec": {"flowName": "life"}}},
+                }))
+                .expect("a FlowRunSchedule");
+                api.create(&PostParams::default(), &schedule)
+                    .await
+                    .unwrap_or_else(|error| panic!("create {name}: {error}"));
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
+    let seen = Seen::watch(world.flowruns.clone(), |_| true).await;
+    let created = epoch_seconds();
+    assert!(
+        created < slot - 2.0,
+        "creating {n} schedules took until {:.1} s before the slot",
+        slot - created
+    );
+    // The slot as an Instant, for the watch's record.
+    let slot_at = Instant::now() + Duration::from_secs_f64(slot - epoch_seconds());
+    seen.wait_for(n, Duration::from_secs(90), &operator).await;
+    let seen = seen.take();
+    let mut latencies: Vec<Duration> = seen
+        .values()
+        .map(|at| at.saturating_duration_since(slot_at))
+        .collect();
+    latencies.sort();
+    let quantile = |q: f64| {
+        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    let (after, peak, _) = operator.footprint().expect("operator runs");
+    table.add(
+        format!("{n} schedules firing in one minute: slot to FlowRun p50 / p99 / max"),
+        format!(
+            "{} / {} / {} ms",
+            ms(quantile(0.5)),
+            ms(quantile(0.99)),
+            ms(quantile(1.0))
+        ),
+        "p99 < 2 s",
+    );
+    table.add(
+        format!("{n} schedules: operator RSS before / after their slot (peak)"),
+        format!(
+            "{:.1} / {:.1} MiB ({:.1}), growth {:.1} MiB per 1,000",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            (after as f64 - before as f64) / 1024.0 * 1000.0 / n as f64
+        ),
+        "growth < 16 MiB per 1,000",
+    );
+    // No further slot: the next minute would start n more runs.
+    drop(operator);
 }
 
 async fn footprint(n: usize, table: &mut Table) {

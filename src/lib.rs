@@ -5,6 +5,7 @@
 //! touches the network:
 //! - [`watch`]: the FlowRun watches and their trimmed cache; [`policies`]: the FlowRunPolicies.
 //! - [`reconcile`]: one reconcile, observe -> decide -> act -> report.
+//! - [`schedules`]: the FlowRunSchedules, the same road: a FlowRun per slot.
 //! - [`act`]: the only module that calls AWS, behind the narrow [`act::AppFlow`] trait.
 //! - [`report`]: the only module that writes FlowRuns, and publishes their events.
 //! - [`leader`]: leader election on a Lease; [`telemetry`]: metrics, `/healthz` and `/readyz`.
@@ -15,6 +16,7 @@ pub mod leader;
 pub mod policies;
 pub mod reconcile;
 pub mod report;
+pub mod schedules;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use clap::{CommandFactory, Parser};
-use flowrun_api::{FlowRun, FlowRunPolicy};
+use flowrun_api::{FlowRun, FlowRunPolicy, FlowRunSchedule};
 use flowrun_operator::act::metered::Metered;
 use flowrun_operator::act::sdk::SdkAppFlow;
 use flowrun_operator::leader;
@@ -164,7 +164,8 @@ async fn run(
 /// operator watches, so a namespace-scoped install needs no cluster-wide permission.
 async fn check_crd_installed(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<()> {
     check_served::<FlowRun>(client, namespaces).await?;
-    check_served::<FlowRunPolicy>(client, namespaces).await
+    check_served::<FlowRunPolicy>(client, namespaces).await?;
+    check_served::<FlowRunSchedule>(client, namespaces).await
 }
 
 /// Lists one object of `K` where the operator will watch it (a namespace-scoped install may

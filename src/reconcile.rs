@@ -39,7 +39,7 @@ pub struct Limits {
 pub struct Context<A> {
     pub client: Client,
     pub act: Actor<A>,
-    events: Arc<EventPublisher>,
+    pub(crate) events: Arc<EventPublisher>,
     pub rules: Rules,
     /// FlowRuns reconciled at once, all watches together (`--concurrency`).
     pub(crate) concurrency: u16,
@@ -289,7 +289,7 @@ fn report_invalid<A>(ctx: &Context<A>, invalid: &kube::core::error_boundary::Inv
 }
 
 /// `namespace/name`, the way users name a FlowRun in logs.
-fn object_key(object: &impl ResourceExt) -> String {
+pub(crate) fn object_key(object: &impl ResourceExt) -> String {
     format!(
         "{}/{}",
         object.namespace().unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! Watch: the FlowRuns in scope, kept in a trimmed cache, each change handed to
-//! [`crate::reconcile`]; one watch over all namespaces, or one per namespace listed.
+//! [`crate::reconcile`] (and to its FlowRunSchedule's reconcile, see [`crate::schedules`]); one
+//! watch over all namespaces, or one per namespace listed.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::act::AppFlow;
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::schedules::{OwnerChanges, ScheduleContext};
 
 /// One `Api` per namespace listed, or one over all namespaces when none is.
 pub fn scoped_apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
@@ -31,67 +33,88 @@ where
     }
 }
 
-/// Runs the controller until SIGTERM/SIGINT.
+/// Runs the FlowRun and FlowRunSchedule controllers until SIGTERM/SIGINT.
 pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
     // A FlowRun must not be judged against policies that are not loaded yet.
     ctx.policies.wait_until_ready().await;
     let apis: Vec<Api<DeserializeGuard<FlowRun>>> = scoped_apis(&ctx.client, namespaces);
-    let controllers = apis.into_iter().map(|api| {
-        let (store, writer) = reflector::store();
-        let forget = ctx.clone();
-        let flowruns = reflector(
-            writer,
-            watcher(api, watcher::Config::default()).modify(trim_for_cache),
-        )
-        .inspect_ok(move |event| {
-            if let watcher::Event::Delete(gone) = event {
-                forget.forget(gone);
+    let owners = OwnerChanges::default();
+    let mut stores = Vec::new();
+    let controllers: Vec<_> = apis
+        .into_iter()
+        .map(|api| {
+            let (store, writer) = reflector::store();
+            stores.push(store.clone());
+            let forget = ctx.clone();
+            let owners = owners.clone();
+            let flowruns = reflector(
+                writer,
+                watcher(api, watcher::Config::default()).modify(trim_for_cache),
+            )
+            .inspect_ok(move |event| match event {
+                watcher::Event::Delete(gone) => {
+                    forget.forget(gone);
+                    owners.changed(gone);
+                }
+                watcher::Event::Apply(changed) => owners.changed(changed),
+                _ => {}
+            })
+            .applied_objects();
+            let waiting = store.clone();
+            // A FlowRun waiting for its namespace's policies is looked at again when they change.
+            let policy_changes = ctx.policies.changes().flat_map(move |namespace| {
+                let refs: Vec<ObjectRef<DeserializeGuard<FlowRun>>> = waiting
+                    .state()
+                    .iter()
+                    .filter(|guarded| namespace.is_none() || guarded.namespace() == namespace)
+                    .filter(|guarded| {
+                        guarded.0.as_ref().is_ok_and(|flowrun| {
+                            matches!(flowrun.phase(), Phase::Pending | Phase::Retrying)
+                        })
+                    })
+                    .map(|guarded| ObjectRef::from_obj(guarded.as_ref()))
+                    .collect();
+                futures::stream::iter(refs)
+            });
+            let controller = Controller::for_stream(flowruns, store).reconcile_on(policy_changes);
+            // Polled in this task, like the controller's own wait for its cache (see watch_store).
+            let synced = ctx.telemetry.watch_store(controller.store());
+            // Each watch may use the whole budget; the permit keeps them all within it.
+            let run = controller
+                .with_config(controller::Config::default().concurrency(ctx.concurrency))
+                .shutdown_on_signal()
+                .run(
+                    |flowrun, ctx| async move {
+                        // Never closed, so the permit always comes.
+                        let _permit = ctx.reconcile_budget.clone().acquire_owned().await.ok();
+                        let telemetry = ctx.telemetry.clone();
+                        telemetry.measure_reconcile(reconcile(flowrun, ctx)).await
+                    },
+                    error_policy,
+                    ctx.clone(),
+                )
+                .for_each(|result| async move {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "Reconcile did not complete");
+                    }
+                });
+            async move {
+                futures::future::select(std::pin::pin!(run), std::pin::pin!(synced)).await;
             }
         })
-        .applied_objects();
-        let waiting = store.clone();
-        // A FlowRun waiting for its namespace's policies is looked at again when they change.
-        let policy_changes = ctx.policies.changes().flat_map(move |namespace| {
-            let refs: Vec<ObjectRef<DeserializeGuard<FlowRun>>> = waiting
-                .state()
-                .iter()
-                .filter(|guarded| namespace.is_none() || guarded.namespace() == namespace)
-                .filter(|guarded| {
-                    guarded.0.as_ref().is_ok_and(|flowrun| {
-                        matches!(flowrun.phase(), Phase::Pending | Phase::Retrying)
-                    })
-                })
-                .map(|guarded| ObjectRef::from_obj(guarded.as_ref()))
-                .collect();
-            futures::stream::iter(refs)
-        });
-        let controller = Controller::for_stream(flowruns, store).reconcile_on(policy_changes);
-        // Polled in this task, like the controller's own wait for its cache (see watch_store).
-        let synced = ctx.telemetry.watch_store(controller.store());
-        // Each watch may use the whole budget; the permit keeps them all within it.
-        let run = controller
-            .with_config(controller::Config::default().concurrency(ctx.concurrency))
-            .shutdown_on_signal()
-            .run(
-                |flowrun, ctx| async move {
-                    // Never closed, so the permit always comes.
-                    let _permit = ctx.reconcile_budget.clone().acquire_owned().await.ok();
-                    let telemetry = ctx.telemetry.clone();
-                    telemetry.measure_reconcile(reconcile(flowrun, ctx)).await
-                },
-                error_policy,
-                ctx.clone(),
-            )
-            .for_each(|result| async move {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "Reconcile did not complete");
-                }
-            });
-        async move {
-            futures::future::select(std::pin::pin!(run), std::pin::pin!(synced)).await;
-        }
-    });
-    futures::future::join_all(controllers).await;
+        .collect();
+    let schedules = Arc::new(ScheduleContext::new(
+        ctx.client.clone(),
+        ctx.events.clone(),
+        ctx.telemetry.clone(),
+        stores,
+        ctx.rules.clone(),
+    ));
+    futures::future::join(
+        futures::future::join_all(controllers),
+        crate::schedules::run(schedules, namespaces, owners),
+    )
+    .await;
 }
 
 /// The cache holds every FlowRun in scope. managedFields are about 80 % of a FlowRun's memory
@@ -105,6 +128,7 @@ fn trim_for_cache(guarded: &mut DeserializeGuard<FlowRun>) {
     let metadata = guarded.meta_mut();
     metadata.managed_fields = None;
     metadata.labels = None;
+    // ownerReferences stay: they tie a FlowRun to its FlowRunSchedule.
     if let Some(annotations) = &mut metadata.annotations {
         annotations.retain(|key, _| key == START_ANNOTATION);
     }

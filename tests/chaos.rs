@@ -1,7 +1,7 @@
 //! Chaos: what the operator survives. SIGKILL storms, an API server restart, AppFlow faults and
-//! hangs, a forced loss of the leader lease, and hostile objects. Every test checks the same
-//! promise at the end: each FlowRun ends where it should, with exactly one AppFlow execution per
-//! clientToken, and the operator kept serving.
+//! hangs, a forced loss of the leader lease, and hostile objects (FlowRuns, policies,
+//! schedules). Every test checks the same promise at the end: each FlowRun ends where it
+//! should, with exactly one AppFlow execution per clientToken, and the operator kept serving.
 //!
 //! Each test states its bounds (counts and time) in its doc comment, waits only on conditions
 //! with deadlines, and stops by itself. Tests that stop the API server or change the CRD run a
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use flowrun_api::conditions::RECONCILING;
 use flowrun_api::flowrun::{FlowRun, FlowRunSpec, Phase};
 use flowrun_api::policy::{FlowRunPolicy, FlowRunPolicySpec};
+use flowrun_api::schedule::{FlowRunSchedule, RUN_NOW_ANNOTATION, run_now_name};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{CustomResourceExt, ResourceExt};
@@ -827,4 +828,71 @@ async fn an_unreadable_policy_closes_only_its_namespace_until_it_is_fixed() {
         operator.metric("flowrun_unreadable_policies").await,
         Some(0.0)
     );
+}
+
+/// A FlowRunSchedule stored under an older, looser schema (`schedule` a number, no template)
+/// is reported (an `InvalidObject` Warning event, counted as Unreadable in
+/// `flowrun_schedules`) and never stops the schedule watch: a good schedule in the same
+/// namespace keeps being served (its run-now FlowRun succeeds). Bounds: its own cluster (the
+/// test changes the CRD); each wait at most 60 s.
+#[tokio::test]
+async fn an_unreadable_schedule_is_reported_and_never_stops_the_schedule_watch() {
+    let own = OwnCluster::up("bad-schedule");
+    let client = client_for(&own.cluster.kubeconfig).await;
+    let world = World::new_in(client.clone(), "chaos-schedule", FLOWS).await;
+    let untyped: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &world.namespace,
+        &ApiResource::erase::<FlowRunSchedule>(&()),
+    );
+    install_crd(&client, &loose_crd::<FlowRunSchedule>()).await;
+    let legacy: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "appflow.flowrun.dev/v1alpha1",
+        "kind": "FlowRunSchedule",
+        "metadata": {"name": "legacy"},
+        "spec": {"schedule": 5},
+    }))
+    .expect("object");
+    untyped
+        .create(&PostParams::default(), &legacy)
+        .await
+        .expect("stored under the loose schema");
+    install_crd(&client, &FlowRunSchedule::crd()).await;
+
+    let operator = own.operator(&world, &[]);
+    let good: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "appflow.flowrun.dev/v1alpha1",
+        "kind": "FlowRunSchedule",
+        "metadata": {"name": "good", "annotations": {RUN_NOW_ANNOTATION: "now"}},
+        "spec": {"schedule": "@yearly", "flowRunTemplate": {"spec": {"flowName": "quick"}}},
+    }))
+    .expect("object");
+    untyped
+        .create(&PostParams::default(), &good)
+        .await
+        .expect("a valid schedule");
+    world
+        .wait_until(
+            &run_now_name("good", "now"),
+            Duration::from_secs(60),
+            Some(&operator),
+            succeeded,
+        )
+        .await;
+    let event = world.wait_for_event("legacy", "InvalidObject").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        operator
+            .metric("flowrun_schedules{state=\"Unreadable\"}")
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        operator
+            .logs()
+            .contains("Skipped unreadable FlowRunSchedule"),
+        "logged"
+    );
+    let mut operator = operator;
+    assert_eq!(operator.exited(), None, "the operator must keep running");
 }

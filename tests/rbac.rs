@@ -1,6 +1,6 @@
 //! Least privilege, proved: the operator runs through a full lifecycle (start, success,
-//! failure, cancel on delete, TTL deletion, activation, leader election with failover and
-//! release) against a real API server with its audit log on, configured as the chart configures
+//! failure, cancel on delete, TTL deletion, activation, a FlowRunSchedule's run-now, leader
+//! election with failover and release) against a real API server with its audit log on, configured as the chart configures
 //! it. Every (verb, group, resource, subresource, namespace) it called must be allowed by the
 //! RBAC rules the chart renders, for a cluster-wide and a namespace-scoped install; and every
 //! permission the chart grants must have been used.
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use flowrun_api::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus, Phase};
 use flowrun_api::policy::FlowRunPolicy;
+use flowrun_api::schedule::{FlowRunSchedule, RUN_NOW_ANNOTATION, run_now_name};
 use kube::CustomResourceExt;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -332,6 +333,7 @@ async fn run_lifecycle(cluster: &Cluster, objects: &[Value], namespaces: &[&str]
     let admin = client_for(&cluster.kubeconfig).await;
     install_crd(&admin, &FlowRun::crd()).await;
     install_crd(&admin, &FlowRunPolicy::crd()).await;
+    install_crd(&admin, &FlowRunSchedule::crd()).await;
     let appflow = LocalAppFlow::start(FLOWS);
     let env = chart_env(objects);
     assert!(
@@ -404,6 +406,36 @@ async fn run_lifecycle(cluster: &Cluster, objects: &[Value], namespaces: &[&str]
         wait_for_deletion(&flowruns, "endless", &leader).await;
         // TTL: the operator deletes the finished FlowRun.
         wait_for_deletion(&flowruns, "short-lived", &leader).await;
+        // A schedule: run-now creates a FlowRun, and the schedule's status is written.
+        let schedules: Api<FlowRunSchedule> = Api::namespaced(admin.clone(), namespace);
+        let schedule: FlowRunSchedule = serde_json::from_value(json!({
+            "apiVersion": "appflow.flowrun.dev/v1alpha1",
+            "kind": "FlowRunSchedule",
+            "metadata": {"name": "yearly", "annotations": {RUN_NOW_ANNOTATION: "first"}},
+            "spec": {"schedule": "@yearly", "flowRunTemplate": {"spec": {"flowName": "quick"}}},
+        }))
+        .expect("a FlowRunSchedule");
+        schedules
+            .create(&PostParams::default(), &schedule)
+            .await
+            .unwrap_or_else(|error| panic!("create {namespace}/yearly: {error}"));
+        let now_run = run_now_name("yearly", "first");
+        wait_for_phase(&flowruns, &now_run, Phase::Succeeded, &leader).await;
+        let deadline = Instant::now() + WAIT;
+        while schedules
+            .get("yearly")
+            .await
+            .ok()
+            .and_then(|schedule| schedule.status)
+            .and_then(|status| status.last_run_now)
+            .is_none()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the schedule's status was not written"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     // Failover: the leader dies, the standby takes the Lease once it expires.

@@ -13,6 +13,7 @@ use flowrun_core::decide::{FinalizerChange, Transition};
 use events::EventPublisher;
 
 pub mod events;
+pub mod schedule;
 
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {action} FlowRun {namespace}/{name}")]

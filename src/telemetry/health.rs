@@ -1,7 +1,7 @@
 //! Health: what this replica does (leading, standing by) and whether it is ready, as
 //! `/readyz` reports it.
 
-use flowrun_api::{FlowRun, FlowRunPolicy};
+use flowrun_api::{FlowRun, FlowRunPolicy, FlowRunSchedule};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 
@@ -22,6 +22,7 @@ pub enum Role {
 pub(super) struct Watches {
     pub(super) stores: Vec<Store<DeserializeGuard<FlowRun>>>,
     pub(super) policies: Vec<Store<DeserializeGuard<FlowRunPolicy>>>,
+    pub(super) schedules: Vec<Store<DeserializeGuard<FlowRunSchedule>>>,
     pub(super) synced: usize,
 }
 

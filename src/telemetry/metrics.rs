@@ -1,7 +1,7 @@
 //! What is counted: the metric families, their labels (each a small fixed set of values) and
 //! the pure functions that pick a label.
 
-use flowrun_api::{FlowRun, FlowRunStatus, Phase, conditions};
+use flowrun_api::{FlowRun, FlowRunSchedule, FlowRunStatus, Phase, conditions};
 use flowrun_core::appflow::{AppFlowError, FailureKind, service_error_code};
 use jiff::Timestamp;
 use kube::core::DeserializeGuard;
@@ -58,6 +58,16 @@ pub(super) struct FinishedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct StateLabels {
+    pub(super) state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct SlotLabels {
+    pub(super) outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct BuildLabels {
     pub(super) version: &'static str,
 }
@@ -79,6 +89,8 @@ pub(super) struct Metrics {
     pub(super) runs_started: Family<NamespaceLabels, Counter>,
     pub(super) runs_finished: Family<FinishedLabels, Counter>,
     pub(super) oldest_starting: Family<NamespaceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub(super) schedules: Family<StateLabels, Gauge>,
+    pub(super) slots: Family<SlotLabels, Counter>,
     build_info: Family<BuildLabels, Gauge>,
 }
 
@@ -101,6 +113,8 @@ impl Metrics {
             runs_started: Family::default(),
             runs_finished: Family::default(),
             oldest_starting: Family::default(),
+            schedules: Family::default(),
+            slots: Family::default(),
             build_info: Family::default(),
         };
         // Present from the start, so that dashboards and alerts see zeros rather than nothing.
@@ -226,6 +240,18 @@ impl Metrics {
             "Age of the oldest FlowRun in phase Starting (StartFlow failed and is retried), \
              from its first StartFlow attempt, by namespace; namespaces without one are absent",
             self.oldest_starting.clone(),
+        );
+        registry.register(
+            "schedules",
+            "FlowRunSchedules watched by this replica, by state (Scheduled, Suspended, \
+             Invalid: spec.schedule or spec.timeZone unusable, Unreadable: does not parse)",
+            self.schedules.clone(),
+        );
+        registry.register(
+            "schedule_slots",
+            "Slots of FlowRunSchedules, by outcome: started (a FlowRun created, run-now \
+             included), skipped (concurrencyPolicy Forbid), missed (seen too late)",
+            self.slots.clone(),
         );
         registry.register(
             "build_info",
@@ -406,6 +432,27 @@ pub(super) fn call_outcome(error: Option<&AppFlowError>) -> &'static str {
         None => "error",
     }
 }
+
+/// The state label of a schedule, as `flowrun_schedules` counts it.
+pub(super) fn schedule_state(guarded: &DeserializeGuard<FlowRunSchedule>) -> &'static str {
+    let Ok(schedule) = &guarded.0 else {
+        return "Unreadable";
+    };
+    let stalled = schedule.status.as_ref().is_some_and(|status| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == flowrun_api::conditions::STALLED && c.status == "True")
+    });
+    match (stalled, schedule.spec.suspend) {
+        (true, _) => "Invalid",
+        (false, true) => "Suspended",
+        (false, false) => "Scheduled",
+    }
+}
+
+/// Every state `flowrun_schedules` reports, present even at zero.
+pub(super) const SCHEDULE_STATES: [&str; 4] = ["Scheduled", "Suspended", "Invalid", "Unreadable"];
 
 #[cfg(test)]
 mod tests {

@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use flowrun_api::conditions::Reason;
-use flowrun_api::{FlowRun, FlowRunPolicy};
+use flowrun_api::{FlowRun, FlowRunPolicy, FlowRunSchedule};
 use flowrun_core::appflow::AppFlowError;
 use flowrun_core::decide::Transition;
+use flowrun_core::schedule::SlotCounts;
 use jiff::Timestamp;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
@@ -30,8 +31,8 @@ pub use server::serve;
 use health::{Watches, readiness};
 use metrics::{
     CallLabels, FinishedLabels, Metrics, NamespaceLabels, OperationLabels, PhaseLabels,
-    ReasonLabels, call_outcome, count_phases, error_reason, finished_run, milestones,
-    oldest_starting, resident_memory_bytes,
+    ReasonLabels, SCHEDULE_STATES, SlotLabels, StateLabels, call_outcome, count_phases,
+    error_reason, finished_run, milestones, oldest_starting, resident_memory_bytes, schedule_state,
 };
 
 /// The operator's metrics and health, shared by the controller, the leader election and the
@@ -43,6 +44,8 @@ pub struct Telemetry {
     watches: Mutex<Watches>,
     /// One scrape at a time: the phase gauges are recounted for each.
     scrape: Mutex<()>,
+    /// How many FlowRun watches have synced; the schedule watches wait for all of them.
+    flowruns_synced: tokio::sync::watch::Sender<usize>,
 }
 
 impl Default for Telemetry {
@@ -63,6 +66,7 @@ impl Telemetry {
             role: Mutex::new(Role::Starting),
             watches: Mutex::default(),
             scrape: Mutex::default(),
+            flowruns_synced: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -89,10 +93,47 @@ impl Telemetry {
         let telemetry = Arc::clone(self);
         async move {
             if store.wait_until_ready().await.is_ok() {
-                lock(&telemetry.watches).synced += 1;
+                let synced = {
+                    let mut watches = lock(&telemetry.watches);
+                    watches.synced += 1;
+                    watches.synced
+                };
+                telemetry.flowruns_synced.send_replace(synced);
                 tracing::info!("FlowRun watch synced");
             }
             std::future::pending::<()>().await;
+        }
+    }
+
+    /// Waits until `count` FlowRun watches have synced: a schedule judged on an empty FlowRun
+    /// cache would see no active run and no history.
+    pub async fn wait_for_flowrun_watches(&self, count: usize) {
+        // The sender lives as long as `self`.
+        let _ = self
+            .flowruns_synced
+            .subscribe()
+            .wait_for(|synced| *synced >= count)
+            .await;
+    }
+
+    /// Follows a FlowRunSchedule cache, for the schedules by state.
+    pub fn watch_schedules(&self, store: Store<DeserializeGuard<FlowRunSchedule>>) {
+        lock(&self.watches).schedules.push(store);
+    }
+
+    /// Counts the slots of one schedule decision that was carried out.
+    pub fn count_slots(&self, slots: SlotCounts) {
+        for (outcome, count) in [
+            ("started", slots.started),
+            ("skipped", slots.skipped),
+            ("missed", slots.missed),
+        ] {
+            if count > 0 {
+                self.metrics
+                    .slots
+                    .get_or_create(&SlotLabels { outcome })
+                    .inc_by(u64::from(count));
+            }
         }
     }
 
@@ -210,7 +251,7 @@ impl Telemetry {
     /// The metrics in OpenMetrics text.
     pub fn encode(&self) -> String {
         let _one_at_a_time = lock(&self.scrape);
-        let (counts, starting, unreadable_policies) = {
+        let (counts, starting, unreadable_policies, schedule_states) = {
             let watches = lock(&self.watches);
             let flowruns: Vec<_> = watches
                 .stores
@@ -220,6 +261,14 @@ impl Telemetry {
             let readable = flowruns
                 .iter()
                 .filter_map(|flowrun| flowrun.0.as_ref().ok());
+            let mut states: Vec<(&'static str, i64)> =
+                SCHEDULE_STATES.iter().map(|state| (*state, 0)).collect();
+            for schedule in watches.schedules.iter().flat_map(|store| store.state()) {
+                let state = schedule_state(&schedule);
+                if let Some((_, count)) = states.iter_mut().find(|(name, _)| *name == state) {
+                    *count += 1;
+                }
+            }
             let unreadable = watches
                 .policies
                 .iter()
@@ -230,8 +279,15 @@ impl Telemetry {
                 count_phases(flowruns.iter().cloned()),
                 oldest_starting(readable, Timestamp::now()),
                 unreadable,
+                states,
             )
         };
+        for (state, count) in schedule_states {
+            self.metrics
+                .schedules
+                .get_or_create(&StateLabels { state })
+                .set(count);
+        }
         self.metrics
             .unreadable_policies
             .set(i64::try_from(unreadable_policies).unwrap_or(i64::MAX));

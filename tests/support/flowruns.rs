@@ -1,4 +1,4 @@
-//! A test's own world: a namespace, a local AppFlow endpoint, the FlowRun CRD, and helpers to
+//! A test's own world: a namespace, a local AppFlow endpoint, the CRDs, and helpers to
 //! create FlowRuns and wait for what the operator writes.
 
 use std::time::Duration;
@@ -10,6 +10,7 @@ use kube::{Client, CustomResourceExt, ResourceExt};
 
 use flowrun_api::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus};
 use flowrun_api::policy::FlowRunPolicy;
+use flowrun_api::schedule::FlowRunSchedule;
 
 use super::appflow_local::LocalAppFlow;
 use super::cluster::{client, install_crd, unique_namespace};
@@ -178,6 +179,7 @@ impl World {
     pub async fn new_in(client: Client, prefix: &str, flows_yaml: &str) -> Self {
         install_crd(&client, &FlowRun::crd()).await;
         install_crd(&client, &FlowRunPolicy::crd()).await;
+        install_crd(&client, &FlowRunSchedule::crd()).await;
         let namespace = unique_namespace(&client, prefix).await;
         World {
             flowruns: Api::namespaced(client.clone(), &namespace),

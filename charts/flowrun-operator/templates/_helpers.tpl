@@ -53,24 +53,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-What the operator does to FlowRuns and events, granted cluster-wide or per watched namespace.
+What the operator does to FlowRuns, FlowRunSchedules and events, granted cluster-wide or per watched namespace.
 Exactly the calls it makes (tests/rbac.rs proves it against an audit log):
 - flowruns list, watch: the controller's watch (and the start-up check that the CRD exists);
-- flowruns patch: its finalizer (server-side apply); delete: ttlSecondsAfterFinished;
+- flowruns patch: its finalizer (server-side apply); delete: ttlSecondsAfterFinished, and a
+  FlowRunSchedule's Replace and history limits; create: a FlowRunSchedule's slots and run-now;
 - flowruns/status patch: the status (server-side apply);
 - flowrunpolicies list, watch: the tenancy policies, read only;
+- flowrunschedules list, watch: the schedules' watch; flowrunschedules/status patch: their status;
 - events create, patch: events.k8s.io events, and their series counts.
 */}}
 {{- define "flowrun-operator.rules" -}}
 - apiGroups: [appflow.flowrun.dev]
   resources: [flowruns]
-  verbs: [list, watch, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [appflow.flowrun.dev]
   resources: [flowruns/status]
   verbs: [patch]
 - apiGroups: [appflow.flowrun.dev]
   resources: [flowrunpolicies]
   verbs: [list, watch]
+- apiGroups: [appflow.flowrun.dev]
+  resources: [flowrunschedules]
+  verbs: [list, watch]
+- apiGroups: [appflow.flowrun.dev]
+  resources: [flowrunschedules/status]
+  verbs: [patch]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -54,6 +54,24 @@ pub enum Reason {
     RunAbandoned,
     /// ttlSecondsAfterFinished passed; the FlowRun is deleted (event only).
     TtlExpired,
+    /// A FlowRunSchedule is waiting for its next slot.
+    Scheduled,
+    /// A FlowRunSchedule is suspended (spec.suspend).
+    Suspended,
+    /// A FlowRunSchedule's spec.schedule or spec.timeZone cannot be used; the message names
+    /// the field.
+    InvalidSchedule,
+    /// A FlowRunSchedule created the FlowRun of a slot, or of a run-now request (event only).
+    RunCreated,
+    /// A slot was skipped because a run was active (concurrencyPolicy Forbid; event only).
+    SlotSkipped,
+    /// Slots passed without a run: the operator was down or saw them past
+    /// startingDeadlineSeconds (Warning event only, with the count).
+    MissedSchedule,
+    /// A slot deleted the active FlowRuns (concurrencyPolicy Replace; event only).
+    RunReplaced,
+    /// The run-now annotation's value cannot be part of a FlowRun name (event only).
+    InvalidRunNow,
 }
 
 impl Reason {
@@ -79,6 +97,14 @@ impl Reason {
             Reason::CanceledOnDelete => "CanceledOnDelete",
             Reason::RunAbandoned => "RunAbandoned",
             Reason::TtlExpired => "TtlExpired",
+            Reason::Scheduled => "Scheduled",
+            Reason::Suspended => "Suspended",
+            Reason::InvalidSchedule => "InvalidSchedule",
+            Reason::RunCreated => "RunCreated",
+            Reason::SlotSkipped => "SlotSkipped",
+            Reason::MissedSchedule => "MissedSchedule",
+            Reason::RunReplaced => "RunReplaced",
+            Reason::InvalidRunNow => "InvalidRunNow",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`appflow`]: AppFlow's calls and answers as data, and what its errors mean.
 //! - [`permit`]: a FlowRun checked against its namespace's FlowRunPolicies.
 //! - [`conditions`]: kstatus conditions merged; [`backoff`]: retry and poll delays.
+//! - [`schedule`]: what a FlowRunSchedule does at a slot, and when its slots are.
 //! - [`trim`]: what the watch cache may drop because the rules never read it.
 
 pub mod appflow;
@@ -13,4 +14,5 @@ pub mod backoff;
 pub mod conditions;
 pub mod decide;
 pub mod permit;
+pub mod schedule;
 pub mod trim;

@@ -1,4 +1,4 @@
-//! Prints the FlowRun CustomResourceDefinition as YAML. `crds/flowrun.yaml` holds its output,
+//! Prints the CustomResourceDefinitions (FlowRun, FlowRunPolicy, FlowRunSchedule) as YAML. `crds/flowrun.yaml` holds its output,
 //! and a test fails when the two differ: after changing the Rust types, run
 //! `cargo run --bin crdgen > crds/flowrun.yaml`.
 
