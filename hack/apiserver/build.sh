@@ -131,22 +131,6 @@ deb_file() {
   printf '%s\n' "$f"
 }
 
-# fetch_binary PKG PATH_IN_PKG DEST: downloads a Debian package and copies one file out.
-fetch_binary() {
-  local pkg=$1 path=$2 dest=$3 ver tmp
-  apt_init
-  ver=$(closure "$pkg" | awk -v p="$pkg" '$1 == p { print $2 }')
-  [[ -n $ver ]] || die "apt did not select a version of $pkg (details: $LOG_DIR/apt-closure.log)"
-  download "$pkg=$ver"
-  tmp=$(mktemp -d "$FLOWRUN_CACHE/unpack.XXXXXX")
-  dpkg -x "$(deb_file "$pkg" "$ver")" "$tmp"
-  [[ -x $tmp/$path ]] || die "$pkg $ver has no executable /$path"
-  install -m 0755 "$tmp/$path" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
-  rm -rf "$tmp" "$DEB_DIR"/"${pkg}"_*.deb
-  printf '%s %s\n' "$pkg" "$ver" >"$BIN/.$(basename "$dest").version"
-  log "  $(basename "$dest") <- $pkg $ver"
-}
-
 # fetch_binaries PKG PATH_IN_PKG...: downloads a Debian package once and installs the named
 # executables into $BIN under their own names.
 fetch_binaries() {
@@ -307,11 +291,11 @@ main() {
     fi
   fi
   if [[ -z ${FLOWRUN_ETCD_BIN:-} && ! -x $BIN/etcd ]]; then
-    fetch_binary etcd-server usr/bin/etcd "$BIN/etcd"
+    fetch_binaries etcd-server usr/bin/etcd
     changed=1
   fi
   if ! command -v kubectl >/dev/null 2>&1 && [[ ! -x $BIN/kubectl ]]; then
-    fetch_binary kubectl usr/bin/kubectl "$BIN/kubectl"
+    fetch_binaries kubectl usr/bin/kubectl
     changed=1
   fi
   if [[ -n $changed || ! -f $BIN/VERSIONS ]]; then write_versions; fi
