@@ -46,19 +46,25 @@ pub struct Global {
 pub enum Command {
     /// Create a FlowRun for a flow (or from a FlowRunSchedule's template), optionally waiting
     /// for its end.
-    #[command(after_help = "Examples:\n  kubectl flowrun run salesforce-to-s3\n  kubectl \
+    #[command(
+        after_help = "Examples:\n  kubectl flowrun run salesforce-to-s3\n  kubectl \
                             flowrun run salesforce-to-s3 --region eu-west-1 --wait --timeout=30m\n  \
                             kubectl flowrun run salesforce-to-s3 --name copy-now -o name\n  \
-                            kubectl flowrun run --from=flowrunschedule/nightly --wait")]
+                            kubectl flowrun run --from=flowrunschedule/nightly --wait"
+    )]
     Run(RunArgs),
     /// Wait until the named FlowRuns finish; the exit code says how they ended.
-    #[command(after_help = "Examples:\n  kubectl flowrun wait copy-x7k2p\n  kubectl flowrun \
-                            wait copy-a copy-b --timeout=1h -n team-a")]
+    #[command(
+        after_help = "Examples:\n  kubectl flowrun wait copy-x7k2p\n  kubectl flowrun \
+                            wait copy-a copy-b --timeout=1h -n team-a"
+    )]
     Wait(WaitArgs),
     /// Create a new FlowRun with the same spec and labels as an existing one (named with
     /// generateName), optionally waiting for its end.
-    #[command(after_help = "Examples:\n  kubectl flowrun rerun copy-x7k2p\n  kubectl flowrun \
-                            rerun copy-x7k2p --wait -o yaml")]
+    #[command(
+        after_help = "Examples:\n  kubectl flowrun rerun copy-x7k2p\n  kubectl flowrun \
+                            rerun copy-x7k2p --wait -o yaml"
+    )]
     Rerun(RerunArgs),
     /// List FlowRuns, or show the named ones: phase, duration, records, reason and message.
     #[command(

@@ -17,7 +17,7 @@ use kube::{Client, Config, Resource, ResourceExt};
 mod cli;
 mod view;
 
-use cli::{Cli, Command, Global, GetArgs, Output, RerunArgs, RunArgs, WaitArgs, WaitLimits};
+use cli::{Cli, Command, GetArgs, Global, Output, RerunArgs, RunArgs, WaitArgs, WaitLimits};
 use view::exit;
 
 /// How often a FlowRun waited for is read: a CI gate needs seconds, not milliseconds.
@@ -92,7 +92,10 @@ impl Kube {
         let config = match &global.kubeconfig {
             Some(path) => {
                 let kubeconfig = Kubeconfig::read_from(path).map_err(|error| {
-                    Failure::new(format!("cannot read kubeconfig {}: {error}", path.display()))
+                    Failure::new(format!(
+                        "cannot read kubeconfig {}: {error}",
+                        path.display()
+                    ))
                 })?;
                 Config::from_custom_kubeconfig(kubeconfig, &options).await
             }
@@ -175,10 +178,7 @@ async fn run_flow(kube: &Kube, args: RunArgs) -> Result<u8, Failure> {
         (Some(flow), None) => FlowRun {
             metadata: ObjectMeta {
                 name: args.name.clone(),
-                generate_name: args
-                    .name
-                    .is_none()
-                    .then(|| view::generate_name_for(flow)),
+                generate_name: args.name.is_none().then(|| view::generate_name_for(flow)),
                 ..ObjectMeta::default()
             },
             spec: FlowRunSpec {
@@ -194,7 +194,14 @@ async fn run_flow(kube: &Kube, args: RunArgs) -> Result<u8, Failure> {
         flowrun.metadata.generate_name = Some(prefix.clone());
     }
     let created = create(kube, &flowrun).await?;
-    finish_create(kube, created, &args.wait.limits, args.wait.wait, args.output).await
+    finish_create(
+        kube,
+        created,
+        &args.wait.limits,
+        args.wait.wait,
+        args.output,
+    )
+    .await
 }
 
 /// One FlowRun from the schedule's template, built by the rules the operator uses for a slot.
@@ -278,7 +285,14 @@ async fn rerun(kube: &Kube, args: RerunArgs) -> Result<u8, Failure> {
         status: None,
     };
     let created = create(kube, &flowrun).await?;
-    finish_create(kube, created, &args.wait.limits, args.wait.wait, args.output).await
+    finish_create(
+        kube,
+        created,
+        &args.wait.limits,
+        args.wait.wait,
+        args.output,
+    )
+    .await
 }
 
 async fn get(kube: &Kube, args: GetArgs) -> Result<u8, Failure> {
@@ -342,26 +356,20 @@ async fn wait_for(
 ) -> Result<u8, Failure> {
     let started = Instant::now();
     let mut progress = Progress::new();
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    loop {
-        let mut current = Vec::with_capacity(names.len());
-        for name in names {
-            match kube.flowruns().get_opt(name).await {
-                Ok(Some(flowrun)) => current.push(flowrun),
-                Ok(None) => {
-                    progress.clear();
-                    eprintln!("flowrun/{name} was deleted before it finished");
-                    return Ok(exit::FAILED);
-                }
-                Err(error) => {
-                    progress.clear();
-                    return Err(kube
-                        .explain(&format!("cannot read flowrun/{name}"), error)
-                        .await);
-                }
-            }
+    // Listening from here on (the task is polled at the first read below): from now on Ctrl-C
+    // ends the wait with a message instead of killing the process.
+    let (interrupt_tx, mut interrupted) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = interrupt_tx.send(());
         }
+    });
+    // A name that does not exist is an error; one that goes away while waited for, a failure.
+    let mut current = Vec::with_capacity(names.len());
+    for name in names {
+        current.push(read(kube, name).await?);
+    }
+    loop {
         progress.show(&view::phases(&current), started.elapsed());
         let endings: Option<Vec<view::Ending>> = current.iter().map(view::ending).collect();
         if let Some(endings) = endings {
@@ -389,9 +397,26 @@ async fn wait_for(
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = &mut interrupted => {
+            Ok(()) = &mut interrupted => {
                 progress.clear();
                 return interrupt(kube, &unfinished, limits.cancel_on_interrupt).await;
+            }
+        }
+        current.clear();
+        for name in names {
+            match kube.flowruns().get_opt(name).await {
+                Ok(Some(flowrun)) => current.push(flowrun),
+                Ok(None) => {
+                    progress.clear();
+                    eprintln!("flowrun/{name} was deleted before it finished");
+                    return Ok(exit::FAILED);
+                }
+                Err(error) => {
+                    progress.clear();
+                    return Err(kube
+                        .explain(&format!("cannot read flowrun/{name}"), error)
+                        .await);
+                }
             }
         }
     }
@@ -416,7 +441,10 @@ async fn interrupt(kube: &Kube, unfinished: &[&FlowRun], cancel: bool) -> Result
             .await
         {
             return Err(kube
-                .explain(&format!("interrupted, but cannot delete flowrun/{name}"), error)
+                .explain(
+                    &format!("interrupted, but cannot delete flowrun/{name}"),
+                    error,
+                )
                 .await);
         }
         if flowrun.spec.cancel_on_delete {

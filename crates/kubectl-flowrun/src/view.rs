@@ -313,7 +313,10 @@ mod tests {
         );
         let canceled = flowrun("{phase: Canceled}");
         let ending = super::ending(&canceled).expect("finished");
-        assert_eq!(ending_line(&canceled, &ending), "flowrun/copy Canceled (Canceled): ");
+        assert_eq!(
+            ending_line(&canceled, &ending),
+            "flowrun/copy Canceled (Canceled): "
+        );
         let succeeded = flowrun("{phase: Succeeded, recordsProcessed: 12}");
         assert_eq!(
             ending_line(&succeeded, &super::ending(&succeeded).expect("finished")),
