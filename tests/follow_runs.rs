@@ -94,21 +94,12 @@ async fn wait_until_gone(world: &World, name: &str) {
     .expect("watch");
 }
 
-#[tokio::test]
-async fn successful_run_ends_succeeded_with_counts_and_kubectl_wait_returns() {
-    let world = World::new("success", FLOWS).await;
-    let operator = world.operator(&[]);
-    world.create("copy", "quick").await;
-
+/// `kubectl wait --for=condition=CONDITION` on `objects`; fails unless it returns within 60 s.
+fn kubectl_wait(world: &World, operator: &Operator, condition: &str, objects: &[&str]) {
     let waited = kubectl()
-        .args([
-            "wait",
-            "--namespace",
-            &world.namespace,
-            "--for=condition=Ready",
-            "--timeout=60s",
-            "flowrun/copy",
-        ])
+        .args(["wait", "--namespace", &world.namespace, "--timeout=60s"])
+        .arg(format!("--for=condition={condition}"))
+        .args(objects)
         .output()
         .expect("kubectl runs");
     assert!(
@@ -117,6 +108,15 @@ async fn successful_run_ends_succeeded_with_counts_and_kubectl_wait_returns() {
         String::from_utf8_lossy(&waited.stderr),
         operator.log_path().display()
     );
+}
+
+#[tokio::test]
+async fn successful_run_ends_succeeded_with_counts_and_kubectl_wait_returns() {
+    let world = World::new("success", FLOWS).await;
+    let operator = world.operator(&[]);
+    world.create("copy", "quick").await;
+
+    kubectl_wait(&world, &operator, "Ready", &["flowrun/copy"]);
 
     let flowrun = world
         .wait_until("copy", FINISH, Some(&operator), |flowrun| {
@@ -155,23 +155,11 @@ async fn kubectl_wait_for_finished_returns_for_a_failed_run_and_a_succeeded_one(
     world.create("good", "quick").await;
     world.create("bad", "broken").await;
 
-    let waited = kubectl()
-        .args([
-            "wait",
-            "--namespace",
-            &world.namespace,
-            "--for=condition=Finished",
-            "--timeout=60s",
-            "flowrun/good",
-            "flowrun/bad",
-        ])
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        waited.status.success(),
-        "kubectl wait: {} (operator log {})",
-        String::from_utf8_lossy(&waited.stderr),
-        operator.log_path().display()
+    kubectl_wait(
+        &world,
+        &operator,
+        "Finished",
+        &["flowrun/good", "flowrun/bad"],
     );
 
     for (name, phase) in [("good", "Succeeded"), ("bad", "Failed")] {

@@ -17,7 +17,9 @@ use kube::{Client, Config, Resource, ResourceExt};
 mod cli;
 mod view;
 
-use cli::{Cli, Command, GetArgs, Global, Output, RerunArgs, RunArgs, WaitArgs, WaitLimits};
+use cli::{
+    Cli, Command, GetArgs, Global, Output, RerunArgs, RunArgs, WaitArgs, WaitLimits, WaitOptions,
+};
 use view::exit;
 
 /// How often a FlowRun waited for is read: a CI gate needs seconds, not milliseconds.
@@ -193,15 +195,7 @@ async fn run_flow(kube: &Kube, args: RunArgs) -> Result<u8, Failure> {
         flowrun.metadata.name = None;
         flowrun.metadata.generate_name = Some(prefix.clone());
     }
-    let created = create(kube, &flowrun).await?;
-    finish_create(
-        kube,
-        created,
-        &args.wait.limits,
-        args.wait.wait,
-        args.output,
-    )
-    .await
+    create_then_wait(kube, &flowrun, &args.wait, args.output).await
 }
 
 /// One FlowRun from the schedule's template, built by the rules the operator uses for a slot.
@@ -241,23 +235,23 @@ async fn create(kube: &Kube, flowrun: &FlowRun) -> Result<FlowRun, Failure> {
     }
 }
 
-/// After a create: say so (or print it), then wait if asked.
-async fn finish_create(
+/// Creates the FlowRun and says so (or prints it), then waits for it if asked.
+async fn create_then_wait(
     kube: &Kube,
-    created: FlowRun,
-    limits: &WaitLimits,
-    wait: bool,
+    flowrun: &FlowRun,
+    wait: &WaitOptions,
     output: Option<Output>,
 ) -> Result<u8, Failure> {
+    let created = create(kube, flowrun).await?;
     let name = created.name_any();
     if output.is_none() {
         println!("flowrun.appflow.flowrun.dev/{name} created");
     }
-    if !wait {
+    if !wait.wait {
         print_objects(&[created], output)?;
         return Ok(exit::OK);
     }
-    wait_for(kube, &[name], limits, output).await
+    wait_for(kube, &[name], &wait.limits, output).await
 }
 
 async fn wait_command(kube: &Kube, args: WaitArgs) -> Result<u8, Failure> {
@@ -284,15 +278,7 @@ async fn rerun(kube: &Kube, args: RerunArgs) -> Result<u8, Failure> {
         spec: original.spec.clone(),
         status: None,
     };
-    let created = create(kube, &flowrun).await?;
-    finish_create(
-        kube,
-        created,
-        &args.wait.limits,
-        args.wait.wait,
-        args.output,
-    )
-    .await
+    create_then_wait(kube, &flowrun, &args.wait, args.output).await
 }
 
 async fn get(kube: &Kube, args: GetArgs) -> Result<u8, Failure> {
