@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use flowrun_api::conditions::{READY, RECONCILING, STALLED};
+use flowrun_api::conditions::{FINISHED, READY, RECONCILING, STALLED};
 use flowrun_api::flowrun::{FlowRunSpec, FlowRunStatus, Phase};
 use kube::ResourceExt;
 use kube::api::DeleteParams;
@@ -94,21 +94,12 @@ async fn wait_until_gone(world: &World, name: &str) {
     .expect("watch");
 }
 
-#[tokio::test]
-async fn successful_run_ends_succeeded_with_counts_and_kubectl_wait_returns() {
-    let world = World::new("success", FLOWS).await;
-    let operator = world.operator(&[]);
-    world.create("copy", "quick").await;
-
+/// `kubectl wait --for=condition=CONDITION` on `objects`; fails unless it returns within 60 s.
+fn kubectl_wait(world: &World, operator: &Operator, condition: &str, objects: &[&str]) {
     let waited = kubectl()
-        .args([
-            "wait",
-            "--namespace",
-            &world.namespace,
-            "--for=condition=Ready",
-            "--timeout=60s",
-            "flowrun/copy",
-        ])
+        .args(["wait", "--namespace", &world.namespace, "--timeout=60s"])
+        .arg(format!("--for=condition={condition}"))
+        .args(objects)
         .output()
         .expect("kubectl runs");
     assert!(
@@ -117,6 +108,15 @@ async fn successful_run_ends_succeeded_with_counts_and_kubectl_wait_returns() {
         String::from_utf8_lossy(&waited.stderr),
         operator.log_path().display()
     );
+}
+
+#[tokio::test]
+async fn successful_run_ends_succeeded_with_counts_and_kubectl_wait_returns() {
+    let world = World::new("success", FLOWS).await;
+    let operator = world.operator(&[]);
+    world.create("copy", "quick").await;
+
+    kubectl_wait(&world, &operator, "Ready", &["flowrun/copy"]);
 
     let flowrun = world
         .wait_until("copy", FINISH, Some(&operator), |flowrun| {
@@ -142,7 +142,37 @@ async fn successful_run_ends_succeeded_with_counts_and_kubectl_wait_returns() {
     assert_eq!(condition(&status, READY), is("True", "Succeeded"));
     assert_eq!(condition(&status, RECONCILING), is("False", "Succeeded"));
     assert_eq!(condition(&status, STALLED), is("False", "Succeeded"));
+    assert_eq!(condition(&status, FINISHED), is("True", "Succeeded"));
     world.wait_for_event("copy", "Succeeded").await;
+}
+
+/// `kubectl wait --for=condition=Finished` is the one wait a CI job needs: it returns for a
+/// failed run as for a succeeded one, and the phase then tells which.
+#[tokio::test]
+async fn kubectl_wait_for_finished_returns_for_a_failed_run_and_a_succeeded_one() {
+    let world = World::new("finished", FLOWS).await;
+    let operator = world.operator(&[]);
+    world.create("good", "quick").await;
+    world.create("bad", "broken").await;
+
+    kubectl_wait(
+        &world,
+        &operator,
+        "Finished",
+        &["flowrun/good", "flowrun/bad"],
+    );
+
+    for (name, phase) in [("good", "Succeeded"), ("bad", "Failed")] {
+        let read = kubectl()
+            .args(["get", "--namespace", &world.namespace, "flowrun", name])
+            .arg("-o=jsonpath={.status.phase} {.status.completionTime}")
+            .output()
+            .expect("kubectl runs");
+        let printed = String::from_utf8_lossy(&read.stdout).into_owned();
+        let (printed_phase, completion_time) = printed.split_once(' ').unwrap_or_default();
+        assert_eq!(printed_phase, phase, "{name}: {printed}");
+        assert!(!completion_time.is_empty(), "{name}: no completionTime");
+    }
 }
 
 #[tokio::test]

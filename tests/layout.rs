@@ -62,3 +62,26 @@ fn the_api_and_the_rules_have_no_client_runtime_or_aws_sdk() {
 fn the_local_appflow_endpoint_is_not_built_on_the_aws_sdk_or_a_kubernetes_client() {
     assert_none_of("appflow-local", &["kube", "kube-client", "kube-runtime"]);
 }
+
+#[test]
+fn the_kubectl_plugin_is_a_client_of_the_api_without_the_aws_sdk_or_the_operator() {
+    let found = dependencies("kubectl-flowrun");
+    assert!(
+        found.iter().any(|name| name == "kube-client"),
+        "kubectl-flowrun: cargo tree lists no kube-client, so this check reads nothing: {found:?}"
+    );
+    // aws-lc-rs is the TLS crypto kube uses, not the SDK.
+    let forbidden: Vec<&String> = found
+        .iter()
+        .filter(|name| {
+            ["flowrun-operator", "appflow-local"].contains(&name.as_str())
+                || name.starts_with("aws-sdk-")
+                || name.starts_with("aws-smithy-")
+                || name.starts_with("aws-config")
+        })
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "kubectl-flowrun must not depend on {forbidden:?} (see the README's Layout)"
+    );
+}

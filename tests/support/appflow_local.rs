@@ -27,36 +27,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The `appflow-local` binary, built in the profile of the test (or benchmark) that runs it.
-/// It is another crate of the workspace, so cargo does not build it for this crate's tests:
-/// the first call in a process asks cargo to (a no-op when it is up to date).
 pub fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // The test binary is <target>/<profile dir>/deps/<name>.
-        let test_binary = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = test_binary
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lies in <target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("the target directory");
-        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") => "dev",
-            Some(other) => other,
-            None => panic!("no profile in {}", profile_dir.display()),
-        };
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--locked", "--quiet", "--package", "appflow-local"])
-            .args(["--bin", "appflow-local", "--profile", profile])
-            .env("CARGO_TARGET_DIR", target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo to build appflow-local");
-        assert!(
-            status.success(),
-            "cargo build --package appflow-local failed"
-        );
-        profile_dir.join("appflow-local")
-    })
+    BINARY.get_or_init(|| super::workspace::binary("appflow-local"))
 }
 
 pub struct LocalAppFlow {

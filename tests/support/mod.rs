@@ -9,3 +9,4 @@ pub mod flowruns;
 pub mod operator;
 pub mod own_cluster;
 pub mod prometheus;
+pub mod workspace;

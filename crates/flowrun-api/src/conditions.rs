@@ -1,10 +1,17 @@
 //! Condition types and reasons are API: users and tools (`kubectl wait`, Flux, Argo CD) match on
 //! them, so they are named once, here. The types follow kstatus: `Ready`, `Reconciling` and
-//! `Stalled`.
+//! `Stalled`; `Finished` is ours, for `kubectl wait` in CI.
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
+/// `True` on every final phase (Succeeded, Activated, Failed, Canceled), `False` before, so that
+/// one `kubectl wait --for=condition=Finished` returns whatever the outcome. Not `Complete`:
+/// a Job's `Complete` means success only, and Tekton's `Succeeded` is the outcome itself
+/// (`True`/`False`/`Unknown`), which `kubectl wait` cannot wait on for both values at once. Like
+/// Argo Workflows' `Completed`, it says the run is over and nothing more; the phase and reason
+/// say how it ended.
+pub const FINISHED: &str = "Finished";
 
 /// Why a condition has its status. Each reason is also the reason of the event published on the
 /// transition.

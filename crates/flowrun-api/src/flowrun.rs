@@ -81,6 +81,7 @@ pub fn is_valid_flow_name(name: &str) -> bool {
 #[x_kube(crates(kube_core = "::kube_core"), validation = Rule::new("self == oldSelf").message(
     "FlowRun spec is immutable; create a new FlowRun to run the flow again"
 ))]
+#[schemars(transform = crate::description::join_description_lines)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowRunSpec {
     /// Name of the AppFlow flow to run: 2 to 256 characters, starting with a letter or digit,
@@ -191,6 +192,7 @@ impl Phase {
 
 /// What the operator observed and did for this FlowRun.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = crate::description::join_description_lines)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowRunStatus {
     // Documented on `Phase`, whose description the schema shows.

@@ -7,9 +7,11 @@
 //! - [`schedule`]: `FlowRunSchedule`, a FlowRun for every slot of a cron schedule.
 //! - [`conditions`]: condition types and reasons.
 //! - [`StartRecord`] and the metadata names ([`FINALIZER`], [`START_ANNOTATION`]).
+//! - [`description`]: schema descriptions with each paragraph on one line.
 //! - [`crd_yaml`]: the CRDs as committed in `crds/` (printed by the `crdgen` binary).
 
 pub mod conditions;
+pub mod description;
 pub mod flowrun;
 pub mod policy;
 pub mod schedule;

@@ -38,6 +38,7 @@ pub const OPERATOR_IDENTITY: &str = "operator default";
     )
 )]
 #[x_kube(crates(kube_core = "::kube_core"))]
+#[schemars(transform = crate::description::join_description_lines)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowRunPolicySpec {
     /// Flows FlowRuns of this namespace may run: exact names, or patterns where * stands for

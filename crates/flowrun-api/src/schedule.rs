@@ -75,6 +75,7 @@ pub const SCHEDULE_PATTERN: &str = schedule_rule!();
     )
 )]
 #[x_kube(crates(kube_core = "::kube_core"))]
+#[schemars(transform = crate::description::join_description_lines)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowRunScheduleSpec {
     /// When to run: five cron fields (minute hour day-of-month month day-of-week, e.g.
@@ -181,6 +182,7 @@ fn mutable_flowrun_spec(generator: &mut schemars::SchemaGenerator) -> schemars::
 
 /// What the operator observed and did for this schedule.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(transform = crate::description::join_description_lines)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowRunScheduleStatus {
     /// The slot of the latest FlowRun the schedule created.

@@ -39,7 +39,7 @@ pub(super) fn until(now: Timestamp, then: Timestamp) -> Duration {
     Duration::try_from(then.duration_since(now)).unwrap_or_default()
 }
 
-/// kstatus: what the three conditions say.
+/// What the conditions say: kstatus' three, and `Finished` on every final phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Health {
     /// Starting, retrying or running: `Reconciling=True`.
@@ -71,6 +71,7 @@ pub(super) fn with_conditions(
                 condition(conditions::READY, health == Health::Ready),
                 condition(conditions::RECONCILING, health == Health::Progressing),
                 condition(conditions::STALLED, health == Health::Stalled),
+                condition(conditions::FINISHED, health != Health::Progressing),
             ],
             flowrun.metadata.generation,
             &Time(observed.now),

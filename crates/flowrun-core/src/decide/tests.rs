@@ -486,6 +486,10 @@ fn scheduled_flow_without_execution_id_is_activated_ready_and_releases_its_final
     assert_eq!(status.execution_id, None);
     assert_eq!(condition(status, conditions::READY), ("True", "Activated"));
     assert_eq!(
+        condition(status, conditions::FINISHED),
+        ("True", "Activated")
+    );
+    assert_eq!(
         condition(status, conditions::RECONCILING),
         ("False", "Activated")
     );
@@ -686,6 +690,7 @@ fn finished_runs_end_the_flowrun_with_counts_times_conditions_and_events() {
             condition(status, conditions::RECONCILING),
             ("False", reason)
         );
+        assert_eq!(condition(status, conditions::FINISHED), ("True", reason));
         assert_eq!(
             transition.finalizer,
             Some(FinalizerChange::Remove),
@@ -1487,5 +1492,108 @@ fn a_namespace_with_an_unreadable_policy_starts_nothing_until_it_is_fixed() {
                 written.status
             );
         }
+    }
+}
+
+/// The write that ends a FlowRun past its deadline (the cancel went through).
+fn canceled_at_deadline() -> Transition {
+    let flowrun = running(", activeDeadlineSeconds: 300");
+    let observed = observed("2026-11-25T10:05:00Z");
+    let call = call(decide(&flowrun, &observed, &rules()));
+    reported(after(
+        &flowrun,
+        &observed,
+        &rules(),
+        cancel_answer(&call, Ok(vec![])),
+    ))
+}
+
+#[test]
+fn finished_is_true_with_a_completion_time_on_every_final_phase_and_false_before() {
+    let start = || starting("2026-11-25T10:00:00Z", "");
+    let now = || observed("2026-11-25T10:00:02Z");
+    let track = |execution_status| {
+        reported(tracked(
+            &running(""),
+            "2026-11-25T10:05:00Z",
+            Ok(Some(record(execution_status))),
+        ))
+    };
+    let started = |execution_id: Option<&str>| StartedFlow {
+        execution_id: execution_id.map(Into::into),
+        ..StartedFlow::default()
+    };
+    // (case, the write, phase, Finished, its reason)
+    let table = [
+        (
+            "started",
+            after_start(&start(), &now(), Ok(started(Some("exec-1")))),
+            Phase::Running,
+            "False",
+            "Running",
+        ),
+        (
+            "retried",
+            after_start(&start(), &now(), Err(error(FailureKind::Throttled))),
+            Phase::Retrying,
+            "False",
+            "Throttled",
+        ),
+        (
+            "activated",
+            after_start(&start(), &now(), Ok(started(None))),
+            Phase::Activated,
+            "True",
+            "Activated",
+        ),
+        (
+            "refused",
+            after_start(&start(), &now(), Err(error(FailureKind::InvalidRequest))),
+            Phase::Failed,
+            "True",
+            "InvalidRequest",
+        ),
+        (
+            "succeeded",
+            track("Successful"),
+            Phase::Succeeded,
+            "True",
+            "Succeeded",
+        ),
+        (
+            "failed",
+            track("Error"),
+            Phase::Failed,
+            "True",
+            "ExecutionFailed",
+        ),
+        (
+            "canceled",
+            track("Canceled"),
+            Phase::Canceled,
+            "True",
+            "ExecutionCanceled",
+        ),
+        (
+            "past the deadline",
+            canceled_at_deadline(),
+            Phase::Failed,
+            "True",
+            "DeadlineExceeded",
+        ),
+    ];
+    for (case, transition, phase, finished, reason) in table {
+        let status = written(&transition);
+        assert_eq!(status.phase, Some(phase), "{case}");
+        assert_eq!(
+            condition(status, conditions::FINISHED),
+            (finished, reason),
+            "{case}"
+        );
+        assert_eq!(
+            status.completion_time.is_some(),
+            phase.is_final(),
+            "{case}: completionTime on final phases only"
+        );
     }
 }

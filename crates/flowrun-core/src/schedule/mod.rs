@@ -464,6 +464,20 @@ fn conditions(
     merge(&current.conditions, &desired, generation, now)
 }
 
+/// A FlowRun from the schedule's template now, outside its slots (`kubectl flowrun run
+/// --from=flowrunschedule/NAME`), as `kubectl create job --from=cronjob/NAME` makes a Job. It
+/// is controlled by the schedule like a slot's FlowRun, so it counts as active for the
+/// concurrency policy and is kept in (and pruned from) the history. Without a `name` the API
+/// server names it from `<schedule>-manual-`.
+pub fn manual_flowrun(schedule: &FlowRunSchedule, name: Option<&str>) -> FlowRun {
+    let mut flowrun = child_flowrun(schedule, name.unwrap_or_default(), None, None);
+    if name.is_none() {
+        flowrun.metadata.name = None;
+        flowrun.metadata.generate_name = Some(format!("{}-manual-", schedule.name_any()));
+    }
+    flowrun
+}
+
 /// The FlowRun of a slot (`slot`) or of a run-now request (`run_now`), from the template.
 fn child_flowrun(
     schedule: &FlowRunSchedule,

@@ -671,3 +671,31 @@ fn a_name_too_long_for_its_flowruns_stalls_naming_metadata_name() {
             .all(|c| c.reason != "InvalidSchedule")
     );
 }
+
+#[test]
+fn a_manual_flowrun_is_the_schedules_child_from_its_template_named_or_generated() {
+    let schedule = schedule_of(
+        "    metadata: {labels: {team: sales}, annotations: {note: x}}\n  schedule: '0 2 * * *'\n",
+    );
+    // (name asked for, metadata.name, metadata.generateName)
+    let table = [
+        (None, None, Some("nightly-manual-")),
+        (Some("backfill"), Some("backfill"), None),
+    ];
+    for (asked, name, generate_name) in table {
+        let flowrun = manual_flowrun(&schedule, asked);
+        assert_eq!(flowrun.metadata.name.as_deref(), name, "{asked:?}");
+        assert_eq!(
+            flowrun.metadata.generate_name.as_deref(),
+            generate_name,
+            "{asked:?}"
+        );
+        assert_eq!(flowrun.spec, schedule.spec.flow_run_template.spec);
+        assert_eq!(flowrun.labels()["team"], "sales");
+        assert_eq!(flowrun.labels()[SCHEDULE_LABEL], "nightly");
+        assert_eq!(flowrun.annotations()["note"], "x");
+        assert!(!flowrun.annotations().contains_key(SLOT_ANNOTATION));
+        assert!(is_child_of(&flowrun, "sched-uid"), "{asked:?}");
+        assert_eq!(flowrun.metadata.namespace.as_deref(), Some("team-a"));
+    }
+}

@@ -1,0 +1,405 @@
+//! `kubectl flowrun` end to end, as a CI job runs it: the plugin binary against the real API
+//! server, the operator and the local AppFlow endpoint. Each test checks the exit code and what
+//! the plugin printed, and then what happened to the FlowRun and in AppFlow.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use flowrun_api::FlowRunSpec;
+use flowrun_api::flowrun::{FlowRun, Phase};
+use flowrun_api::schedule::{FlowRunSchedule, SCHEDULE_LABEL};
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use support::cluster::{cluster, cluster_sh, own_cluster};
+use support::flowruns::World;
+use support::operator::Operator;
+
+const FLOWS: &str = r#"
+flows:
+  - name: quick
+    runSeconds: 0.5
+    recordsProcessed: 1200
+  - name: broken
+    runSeconds: 0.5
+    outcome: Error
+    errorMessage: "Connector returned 401 Unauthorized"
+  - name: endless
+    runSeconds: 3600
+    cancelSeconds: 0.5
+"#;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn plugin_binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| support::workspace::binary("kubectl-flowrun"))
+}
+
+/// `kubectl-flowrun ARGS -n NAMESPACE` with the test cluster's kubeconfig in KUBECONFIG.
+fn plugin(namespace: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(plugin_binary());
+    command
+        .args(args)
+        .args(["--namespace", namespace])
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the plugin to its end: (exit code, stdout, stderr).
+fn run(namespace: &str, args: &[&str]) -> (i32, String, String) {
+    let output: Output = plugin(namespace, args).output().expect("the plugin runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The FlowRun named in `flowrun.appflow.flowrun.dev/NAME created`.
+fn created_name(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("flowrun.appflow.flowrun.dev/"))
+        .and_then(|rest| rest.strip_suffix(" created"))
+        .unwrap_or_else(|| panic!("no created FlowRun in {stdout:?}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn run_wait_exits_0_on_success_and_1_with_appflows_message_on_failure() {
+    let world = World::new("plugin-outcome", FLOWS).await;
+    let operator = world.operator(&[]);
+
+    let (code, stdout, stderr) = run(&world.namespace, &["run", "quick", "--wait"]);
+    assert_eq!(
+        code,
+        0,
+        "{stdout}{stderr} (operator log {:?})",
+        operator.log_path()
+    );
+    let name = created_name(&stdout);
+    assert!(name.starts_with("quick-"), "{name}");
+    assert!(
+        stdout.contains(&format!("flowrun/{name} Succeeded, 1200 records processed")),
+        "{stdout}"
+    );
+    // Not a terminal: plain progress lines, one per phase seen.
+    assert!(stderr.contains(&format!("flowrun/{name} ")), "{stderr}");
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+
+    let (code, stdout, stderr) = run(
+        &world.namespace,
+        &["run", "broken", "--name", "bad", "--wait", "-o", "json"],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("flowrun/bad Failed (ExecutionFailed): ")
+            && stderr.contains("Connector returned 401 Unauthorized"),
+        "{stderr}"
+    );
+    // -o json: stdout is the finished FlowRun and nothing else.
+    let printed: FlowRun = serde_json::from_str(&stdout).expect("stdout is a FlowRun");
+    assert_eq!(printed.phase(), Phase::Failed);
+
+    // The same exit codes for FlowRuns that exist, waited for together: the worst wins.
+    let (code, stdout, _) = run(&world.namespace, &["wait", &name]);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, _) = run(&world.namespace, &["wait", &name, "bad"]);
+    assert_eq!(code, 1, "{stdout}");
+}
+
+#[tokio::test]
+async fn a_timeout_exits_2_and_leaves_the_run_going() {
+    let world = World::new("plugin-timeout", FLOWS).await;
+    let operator = world.operator(&[]);
+
+    let started = Instant::now();
+    let (code, stdout, stderr) = run(
+        &world.namespace,
+        &["run", "endless", "--name", "long", "--wait", "--timeout=3s"],
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("timed out after 0:03 waiting for flowrun/long; it keeps running"),
+        "{stderr}"
+    );
+    world
+        .wait_for("long", WAIT, Some(&operator), |status| {
+            status.phase == Some(Phase::Running)
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
+    let world = World::new("plugin-usage", FLOWS).await;
+    for args in [
+        &["run"][..],
+        &["run", "quick", "--name", "a", "--generate-name", "b-"],
+        &["run", "quick", "--timeout=soon"],
+        &["run", "--from=cronjob/nightly"],
+        &["wait"],
+        &["frobnicate"],
+    ] {
+        let (code, stdout, stderr) = run(&world.namespace, args);
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+    }
+
+    let (code, _, stderr) = run(&world.namespace, &["wait", "missing"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: cannot read flowrun/missing: flowruns.appflow.flowrun.dev \"missing\" not found"
+    );
+
+    // No API server.
+    let kubeconfig = std::fs::read_to_string(&cluster().kubeconfig).expect("kubeconfig");
+    let dead = tempfile::NamedTempFile::new().expect("temp file");
+    let server_line = kubeconfig
+        .lines()
+        .find(|line| line.trim_start().starts_with("server:"))
+        .expect("a server line");
+    std::fs::write(
+        dead.path(),
+        kubeconfig.replace(server_line, "    server: https://127.0.0.1:1"),
+    )
+    .expect("write kubeconfig");
+    let output = plugin(&world.namespace, &["get"])
+        .arg("--kubeconfig")
+        .arg(dead.path())
+        .output()
+        .expect("the plugin runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Kubernetes API server at https://127.0.0.1:1/"),
+        "{stderr}"
+    );
+
+    // An API server without the CRD.
+    let state = tempfile::tempdir().expect("temp dir");
+    let bare = own_cluster(state.path());
+    let output = plugin(&world.namespace, &["run", "quick"])
+        .arg("--kubeconfig")
+        .arg(&bare.kubeconfig)
+        .output()
+        .expect("the plugin runs");
+    cluster_sh(state.path(), &["clean"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot create the FlowRun: the FlowRun CRD is not installed on"),
+        "{stderr}"
+    );
+}
+
+/// Starts `run endless --wait` and returns the plugin process once the FlowRun is Running.
+async fn waiting_on_a_running_flowrun(
+    world: &World,
+    operator: &Operator,
+    name: &str,
+    extra: &[&str],
+) -> Child {
+    let child = plugin(
+        &world.namespace,
+        &[&["run", "endless", "--name", name, "--wait"], extra].concat(),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("the plugin starts");
+    world
+        .wait_for(name, WAIT, Some(operator), |status| {
+            status.phase == Some(Phase::Running)
+        })
+        .await;
+    child
+}
+
+/// SIGINT, as Ctrl-C sends it; returns (exit code, stderr).
+fn interrupt(child: Child) -> (i32, String) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("the plugin ends");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn ctrl_c_leaves_the_flowrun_running_and_says_so() {
+    let world = World::new("plugin-interrupt", FLOWS).await;
+    let operator = world.operator(&[]);
+    let child = waiting_on_a_running_flowrun(&world, &operator, "kept", &[]).await;
+
+    let (code, stderr) = interrupt(child);
+
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        stderr.contains("Interrupted: flowrun/kept keeps running"),
+        "{stderr}"
+    );
+    let flowrun = world.flowruns.get("kept").await.expect("still there");
+    assert_eq!(flowrun.metadata.deletion_timestamp, None);
+    assert_eq!(flowrun.phase(), Phase::Running);
+    assert_eq!(world.appflow.stats().await.calls("CancelFlowExecutions"), 0);
+}
+
+#[tokio::test]
+async fn ctrl_c_with_cancel_on_interrupt_deletes_the_flowrun_which_cancels_its_run() {
+    let world = World::new("plugin-cancel", FLOWS).await;
+    let operator = world.operator(&[]);
+    let child =
+        waiting_on_a_running_flowrun(&world, &operator, "dropped", &["--cancel-on-interrupt"])
+            .await;
+
+    let (code, stderr) = interrupt(child);
+
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        stderr.contains("Interrupted: deleted flowrun/dropped; the operator cancels its run"),
+        "{stderr}"
+    );
+    world
+        .wait_for_calls("CancelFlowExecutions", 1, Duration::from_secs(30))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while world
+        .flowruns
+        .get_opt("dropped")
+        .await
+        .expect("get")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "FlowRun dropped not deleted within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn run_from_a_schedule_creates_its_templates_flowrun_now() {
+    let world = World::new("plugin-from", FLOWS).await;
+    let operator = world.operator(&[]);
+    let schedules: Api<FlowRunSchedule> = Api::namespaced(world.client.clone(), &world.namespace);
+    let schedule: FlowRunSchedule = serde_json::from_value(json!({
+        "apiVersion": "appflow.flowrun.dev/v1alpha1",
+        "kind": "FlowRunSchedule",
+        "metadata": {"name": "nightly"},
+        // Once a year: no slot comes during the test.
+        "spec": {"schedule": "0 3 1 1 *", "flowRunTemplate": {
+            "metadata": {"labels": {"team": "sales"}},
+            "spec": {"flowName": "quick"}}},
+    }))
+    .expect("a FlowRunSchedule");
+    let schedule = schedules
+        .create(&PostParams::default(), &schedule)
+        .await
+        .expect("create the schedule");
+
+    let (code, stdout, stderr) = run(
+        &world.namespace,
+        &[
+            "run",
+            "--from=flowrunschedule/nightly",
+            "--wait",
+            "-o",
+            "name",
+        ],
+    );
+
+    assert_eq!(
+        code,
+        0,
+        "{stdout}{stderr} (operator log {:?})",
+        operator.log_path()
+    );
+    let name = stdout
+        .trim()
+        .strip_prefix("flowrun.appflow.flowrun.dev/")
+        .unwrap_or_else(|| panic!("-o name: {stdout:?}"))
+        .to_owned();
+    assert!(name.starts_with("nightly-manual-"), "{name}");
+    let flowrun = world.flowruns.get(&name).await.expect("the FlowRun");
+    assert_eq!(flowrun.phase(), Phase::Succeeded);
+    assert_eq!(flowrun.spec, schedule.spec.flow_run_template.spec);
+    assert_eq!(flowrun.labels()["team"], "sales");
+    assert_eq!(flowrun.labels()[SCHEDULE_LABEL], "nightly");
+    let owner = &flowrun.owner_references()[0];
+    assert_eq!(
+        (owner.name.as_str(), owner.controller),
+        ("nightly", Some(true))
+    );
+    assert_eq!(Some(owner.uid.clone()), schedule.uid());
+}
+
+#[tokio::test]
+async fn rerun_creates_a_new_flowrun_with_the_same_spec_and_labels_and_get_lists_both() {
+    let world = World::new("plugin-rerun", FLOWS).await;
+    let operator = world.operator(&[]);
+    let mut original = FlowRun::new(
+        "copy",
+        FlowRunSpec {
+            region: Some("us-east-1".into()),
+            ttl_seconds_after_finished: Some(3600),
+            ..FlowRunSpec::new("quick")
+        },
+    );
+    original.labels_mut().insert("team".into(), "sales".into());
+    world
+        .flowruns
+        .create(&PostParams::default(), &original)
+        .await
+        .expect("create the FlowRun");
+    world
+        .wait_for("copy", WAIT, Some(&operator), |status| {
+            status.phase == Some(Phase::Succeeded)
+        })
+        .await;
+
+    let (code, stdout, stderr) = run(&world.namespace, &["rerun", "copy", "--wait", "-o", "json"]);
+
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let rerun: FlowRun = serde_json::from_str(&stdout).expect("stdout is a FlowRun");
+    assert_ne!(rerun.name_any(), "copy");
+    assert_eq!(rerun.metadata.generate_name.as_deref(), Some("copy-"));
+    assert_eq!(rerun.spec, original.spec);
+    assert_eq!(rerun.labels(), original.labels());
+    assert_eq!(rerun.phase(), Phase::Succeeded);
+
+    let (code, stdout, _) = run(&world.namespace, &["get"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("NAME")
+            && lines[0].contains("DURATION")
+            && lines[0].contains("MESSAGE"),
+        "{stdout}"
+    );
+    for line in &lines[1..] {
+        assert!(
+            line.contains("quick") && line.contains("Succeeded") && line.contains("1200"),
+            "{stdout}"
+        );
+    }
+}
