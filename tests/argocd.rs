@@ -17,7 +17,7 @@ use flowrun_api::flowrun::FlowRun;
 use kube::api::{Api, PostParams};
 use mlua::{Lua, LuaSerdeExt};
 use serde_json::{Value, json};
-use support::cluster::{client, repo_root, unique_namespace};
+use support::cluster::{cached_tool, client, repo_root, unique_namespace};
 
 fn docs(file: &str) -> String {
     let path = repo_root().join("docs/argocd").join(file);
@@ -46,22 +46,7 @@ enum Mode {
 /// hack/argocd-lua, from `FLOWRUN_ARGOCD_LUA` or built (once, then cached) by build.sh.
 fn argocd_lua() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(binary) = std::env::var_os("FLOWRUN_ARGOCD_LUA") {
-            return PathBuf::from(binary);
-        }
-        let output = Command::new("bash")
-            .arg(repo_root().join("hack/apiserver/build.sh"))
-            .arg("--argocd-lua")
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run hack/apiserver/build.sh --argocd-lua");
-        assert!(
-            output.status.success(),
-            "hack/apiserver/build.sh --argocd-lua failed"
-        );
-        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-    })
+    BINARY.get_or_init(|| cached_tool("FLOWRUN_ARGOCD_LUA", "--argocd-lua"))
 }
 
 /// Runs `script` (a file in docs/argocd, or Lua source when it has no `.lua` suffix) on
