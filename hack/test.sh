@@ -31,6 +31,10 @@ stage "Prometheus and promtool from Debian's packages (tests/monitoring.rs; fetc
 FLOWRUN_PROMETHEUS_BIN_DIR=$("$FLOWRUN_HACK_DIR/apiserver/build.sh" --prometheus)
 export FLOWRUN_PROMETHEUS_BIN_DIR
 
+stage "argocd-lua on Debian's gopher-lua, Argo CD's Lua VM (tests/argocd.rs; built once into the cache)"
+FLOWRUN_ARGOCD_LUA=$("$FLOWRUN_HACK_DIR/apiserver/build.sh" --argocd-lua)
+export FLOWRUN_ARGOCD_LUA
+
 stage "release binary, as the Dockerfile builds it (tested by tests/release.rs)"
 cargo build --release --locked --bin flowrun-operator
 export FLOWRUN_RELEASE_BINARY=$PWD/target/release/flowrun-operator

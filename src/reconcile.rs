@@ -4,10 +4,10 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use flowrun_api::{FIELD_MANAGER, FlowRun};
+use flowrun_api::{FIELD_MANAGER, FlowRun, Phase};
 use flowrun_core::backoff::retry_delay;
 use flowrun_core::decide::{self, Decision, Observed, Outcome, Rules};
 use jiff::Timestamp;
@@ -15,6 +15,7 @@ use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use crate::act::{Actor, AppFlow, start_slot_wait};
@@ -54,6 +55,9 @@ pub struct Context<A> {
     pub telemetry: Arc<Telemetry>,
     /// The FlowRunPolicies of the watched namespaces.
     pub(crate) policies: PolicyWatch,
+    /// The FlowRun watches' caches, set once the watches are made: where a deleted Activated
+    /// FlowRun finds the others that keep its flow active.
+    flowrun_stores: OnceLock<Vec<Store<DeserializeGuard<FlowRun>>>>,
 }
 
 impl<A: AppFlow> Context<A> {
@@ -98,7 +102,37 @@ impl<A: AppFlow> Context<A> {
             failures: Mutex::default(),
             superseded: Mutex::default(),
             telemetry,
+            flowrun_stores: OnceLock::new(),
         }
+    }
+
+    /// Hands the FlowRun watches' caches over; only the first call counts.
+    pub(crate) fn set_flowrun_stores(&self, stores: Vec<Store<DeserializeGuard<FlowRun>>>) {
+        // A second set would come from a second watch::run, which main never starts.
+        let _ = self.flowrun_stores.set(stores);
+    }
+
+    /// The other Activated FlowRuns of `flow_name` in the caches.
+    fn activations(&self, flowrun: &FlowRun) -> Vec<FlowRun> {
+        let stores = self
+            .flowrun_stores
+            .get()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        stores
+            .iter()
+            .flat_map(Store::state)
+            .filter_map(|guarded| match &guarded.0 {
+                Ok(other)
+                    if other.spec.flow_name == flowrun.spec.flow_name
+                        && other.phase() == Phase::Activated
+                        && other.uid() != flowrun.uid() =>
+                {
+                    Some(other.clone())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     fn record_failure(&self, uid: &str) -> u32 {
@@ -247,15 +281,21 @@ fn wait<A: AppFlow>(ctx: &Context<A>, uid: &str, requeue: Option<Duration>) -> A
     requeue.map_or_else(Action::await_change, Action::requeue)
 }
 
-fn observe<A>(ctx: &Context<A>, flowrun: &FlowRun) -> Observed {
+fn observe<A: AppFlow>(ctx: &Context<A>, flowrun: &FlowRun) -> Observed {
     let policies = ctx
         .policies
         .of_namespace(&flowrun.namespace().unwrap_or_default());
+    let activations = if decide::needs_activations(flowrun) {
+        ctx.activations(flowrun)
+    } else {
+        Vec::new()
+    };
     Observed {
         now: Timestamp::now(),
         jitter: fastrand::f64(),
         policies: policies.readable,
         unreadable_policies: policies.unreadable,
+        activations,
     }
 }
 
@@ -300,7 +340,7 @@ pub(crate) fn object_key(object: &impl ResourceExt) -> String {
 #[cfg(test)]
 mod tests {
     use flowrun_api::FlowRunSpec;
-    use flowrun_core::appflow::{FlowKey, StartFlowRequest, StartedFlow};
+    use flowrun_core::appflow::{FlowKey, StartFlowRequest, StartedFlow, StoppedFlow};
     use flowrun_core::decide::{AppFlowCall, StartCall};
     use jiff::SignedDuration;
 
@@ -335,6 +375,10 @@ mod tests {
             _: &FlowKey,
             _: &[String],
         ) -> Result<Vec<String>, AppFlowError> {
+            unreachable!("not called by this test")
+        }
+
+        async fn stop_flow(&self, _: &FlowKey) -> Result<StoppedFlow, AppFlowError> {
             unreachable!("not called by this test")
         }
     }

@@ -103,6 +103,7 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
             }
         })
         .collect();
+    ctx.set_flowrun_stores(stores.clone());
     let schedules = Arc::new(ScheduleContext::new(
         ctx.client.clone(),
         ctx.events.clone(),

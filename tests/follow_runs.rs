@@ -10,7 +10,6 @@ use flowrun_api::conditions::{FINISHED, READY, RECONCILING, STALLED};
 use flowrun_api::flowrun::{FlowRunSpec, FlowRunStatus, Phase};
 use kube::ResourceExt;
 use kube::api::DeleteParams;
-use kube::runtime::wait::{await_condition, conditions};
 use support::appflow_local::{Fault, FaultKind, LocalAppFlow};
 use support::cluster::kubectl;
 use support::flowruns::{World, condition, is, uid};
@@ -77,21 +76,6 @@ async fn wait_for_execution(appflow: &LocalAppFlow, flow: &str, execution_id: &s
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn wait_until_gone(world: &World, name: &str) {
-    let api = world.flowruns.clone();
-    let uid = match api.get_opt(name).await.expect("get") {
-        Some(flowrun) => flowrun.uid().expect("uid"),
-        None => return,
-    };
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(api, name, conditions::is_deleted(&uid)),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("FlowRun {name} was not deleted within 30 s"))
-    .expect("watch");
 }
 
 /// `kubectl wait --for=condition=CONDITION` on `objects`; fails unless it returns within 60 s.
@@ -306,7 +290,7 @@ async fn deleting_a_running_flowrun_cancels_exactly_its_execution() {
         .delete("doomed", &DeleteParams::default())
         .await
         .expect("delete");
-    wait_until_gone(&world, "doomed").await;
+    world.wait_until_gone("doomed").await;
 
     let cancels = world.appflow.requests_for("CancelFlowExecutions").await;
     assert_eq!(cancels.len(), 1, "{cancels:?}");
@@ -374,7 +358,7 @@ async fn deleting_a_flowrun_whose_start_timed_out_cancels_the_one_run_its_token_
         .delete("lost", &DeleteParams::default())
         .await
         .expect("delete");
-    wait_until_gone(&world, "lost").await;
+    world.wait_until_gone("lost").await;
 
     let stats = world.appflow.stats().await;
     assert_eq!(
@@ -434,7 +418,7 @@ async fn a_cancel_that_keeps_failing_releases_the_flowrun_after_the_cancel_timeo
         is("True", "AccessDenied")
     );
     world.wait_for_event("stuck", "AccessDenied").await;
-    wait_until_gone(&world, "stuck").await;
+    world.wait_until_gone("stuck").await;
 
     let abandoned = world.wait_for_event("stuck", "RunAbandoned").await;
     assert_eq!(abandoned.type_.as_deref(), Some("Warning"));
@@ -478,7 +462,7 @@ async fn deleting_a_finished_flowrun_makes_no_aws_call() {
         .delete("done", &DeleteParams::default())
         .await
         .expect("delete");
-    wait_until_gone(&world, "done").await;
+    world.wait_until_gone("done").await;
     // The operator has seen the deletion (its watch handles it), and called nothing.
     wait_until_forgotten(&world, &operator, "done").await;
 
@@ -527,7 +511,7 @@ async fn finished_flowrun_is_deleted_after_its_ttl() {
         .expect("completionTime")
         .0;
 
-    wait_until_gone(&world, "ephemeral").await;
+    world.wait_until_gone("ephemeral").await;
 
     // Deleted, and no earlier than the TTL after completionTime (whole seconds, as the operator
     // reads it).

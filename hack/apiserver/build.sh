@@ -9,7 +9,10 @@
 #
 # and, with --prometheus, bin/prometheus and bin/promtool from Debian's prometheus and promtool
 # packages
-# (for the alerting-rule and dashboard tests, tests/monitoring.rs).
+# (for the alerting-rule and dashboard tests, tests/monitoring.rs),
+# and, with --argocd-lua, bin/argocd-lua: our hack/argocd-lua/main.go on Debian's
+# gopher-lua sources, the Lua VM Argo CD runs health checks and resource actions in
+# (tests/argocd.rs).
 #
 # Why Debian packages: this project's machines reach no download site but the package
 # registries, and Debian sid ships the apiextensions-apiserver sources with every Go
@@ -21,6 +24,7 @@
 #
 # Usage: build.sh            ensure the binaries (a no-op in well under a second when cached)
 #        build.sh --prometheus ensure prometheus and promtool; prints their directory
+#        build.sh --argocd-lua ensure bin/argocd-lua; prints its path
 #        build.sh --prune    drop packages, sources and Go build cache; keep bin/
 #        build.sh --go-env   print `export` lines for the private Go (e.g. to run gofmt)
 #
@@ -203,8 +207,10 @@ kube_version() {
   printf 'v1.%s.%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
 }
 
-# apiserver_key [FILE]: what the cached binary must match (recipe + main.go contents).
-apiserver_key() { printf 'recipe=%s main.go-sha256=%s\n' "$RECIPE" "$(sha256_of "${1:-$MAIN_GO}")"; }
+# build_key FILE: what a cached binary built from the main.go FILE must match (recipe + its
+# contents).
+build_key() { printf 'recipe=%s main.go-sha256=%s\n' "$RECIPE" "$(sha256_of "$1")"; }
+apiserver_key() { build_key "${1:-$MAIN_GO}"; }
 
 build_apiserver() {
   ensure_prefix
@@ -239,8 +245,56 @@ write_versions() {
   {
     echo "# Debian packages ($SUITE) the binaries in this directory were made from."
     cat "$BIN"/.etcd.version "$BIN"/.kubectl.version "$BIN"/.prometheus.version \
-      "$BIN"/.promtool.version "$BIN"/.flowrun-apiserver.version 2>/dev/null || true
+      "$BIN"/.promtool.version "$BIN"/.flowrun-apiserver.version "$BIN"/.argocd-lua.version \
+      2>/dev/null || true
   } >"$BIN/VERSIONS"
+}
+
+# ------------------------------------------------------------------ argocd-lua -------
+
+LUA_MAIN_GO=$FLOWRUN_HACK_DIR/argocd-lua/main.go
+LUA_PKGS=(golang-github-yuin-gopher-lua-dev)
+LUA_PREFIX=$FLOWRUN_CACHE/lua-prefix # gopher-lua's sources and the Go packages they need
+
+# Unpacks the golang-* closure of LUA_PKGS that the API server's prefix lacks (the Go
+# toolchain is shared) into $LUA_PREFIX (skipped if done).
+ensure_lua_prefix() {
+  [[ -f $LUA_PREFIX/.packages ]] && return
+  ensure_prefix
+  apt_init
+  local list specs=() files=() name ver
+  list=$(closure "${LUA_PKGS[@]}" | awk '$1 ~ /^golang-/' | sort |
+    grep -vxFf "$PREFIX/.packages" || true)
+  [[ -n $list ]] || die "apt resolved no package for ${LUA_PKGS[*]} (details: $LOG_DIR/apt-closure.log)"
+  while read -r name ver; do specs+=("$name=$ver"); done <<<"$list"
+  log "downloading gopher-lua's sources (${#specs[@]} package(s)) ..."
+  download "${specs[@]}"
+  rm -rf "$LUA_PREFIX" "$LUA_PREFIX.tmp"
+  mkdir -p "$LUA_PREFIX.tmp"
+  while read -r name ver; do files+=("$(deb_file "$name" "$ver")"); done <<<"$list"
+  for f in "${files[@]}"; do dpkg -x "$f" "$LUA_PREFIX.tmp"; done
+  printf '%s\n' "$list" >"$LUA_PREFIX.tmp/.packages"
+  mv "$LUA_PREFIX.tmp" "$LUA_PREFIX"
+  rm -f "${files[@]}"
+}
+
+build_argocd_lua() {
+  ensure_lua_prefix
+  go_env
+  export GOPATH=$GOPATH:$LUA_PREFIX/usr/share/gocode
+  local src=$GOPATH_OWN/src/flowrun.local/argocd-lua log=$LOG_DIR/go-build-argocd-lua.log key
+  mkdir -p "$src" "$BIN"
+  cp "$LUA_MAIN_GO" "$src/main.go"
+  key=$(build_key "$src/main.go")
+  log "compiling argocd-lua (gopher-lua $(awk '$1 == "golang-github-yuin-gopher-lua-dev" { print $2 }' "$LUA_PREFIX/.packages")) ..."
+  (cd "$src" && go build -trimpath -o "$BIN/argocd-lua.tmp" -ldflags "-s -w" .) >"$log" 2>&1 ||
+    die "the Go build of argocd-lua failed (log: $log)"
+  mv -f "$BIN/argocd-lua.tmp" "$BIN/argocd-lua"
+  {
+    printf '# argocd-lua, from hack/argocd-lua/main.go %s\n' "${key#* }"
+    cat "$LUA_PREFIX/.packages"
+  } >"$BIN/.argocd-lua.version"
+  printf '%s\n' "$key" >"$BIN/.argocd-lua.key"
 }
 
 # ------------------------------------------------------------------------ main -------
@@ -251,7 +305,8 @@ main() {
     mkdir -p "$FLOWRUN_CACHE"
     exec 9>"$FLOWRUN_CACHE/.build.lock"
     flock 9
-    rm -rf "$APT_DIR" "$DEB_DIR" "$PREFIX" "$PREFIX.tmp" "$GOPATH_OWN" "$FLOWRUN_CACHE/go-build"
+    rm -rf "$APT_DIR" "$DEB_DIR" "$PREFIX" "$PREFIX.tmp" "$LUA_PREFIX" "$LUA_PREFIX.tmp" \
+      "$GOPATH_OWN" "$FLOWRUN_CACHE/go-build"
     log "pruned; kept $BIN"
     return
     ;;
@@ -273,8 +328,19 @@ main() {
     printf '%s\n' "$BIN"
     return
     ;;
+  --argocd-lua)
+    mkdir -p "$BIN"
+    exec 9>"$FLOWRUN_CACHE/.build.lock"
+    flock 9
+    if [[ ! -x $BIN/argocd-lua || "$(cat "$BIN/.argocd-lua.key" 2>/dev/null)" != "$(build_key "$LUA_MAIN_GO")" ]]; then
+      build_argocd_lua
+      write_versions
+    fi
+    printf '%s\n' "$BIN/argocd-lua"
+    return
+    ;;
   "") ;;
-  *) die "usage: $0 [--prune|--go-env|--prometheus]" ;;
+  *) die "usage: $0 [--prune|--go-env|--prometheus|--argocd-lua]" ;;
   esac
 
   mkdir -p "$BIN"

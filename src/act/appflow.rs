@@ -4,7 +4,7 @@
 use std::future::Future;
 
 pub use flowrun_core::appflow::{
-    AppFlowError, ExecutionRecord, FlowKey, StartFlowRequest, StartedFlow,
+    AppFlowError, ExecutionRecord, FlowKey, StartFlowRequest, StartedFlow, StoppedFlow,
 };
 
 /// One page of a flow's run history, newest first.
@@ -34,4 +34,10 @@ pub trait AppFlow: Send + Sync + 'static {
         flow: &FlowKey,
         execution_ids: &[String],
     ) -> impl Future<Output = Result<Vec<String>, AppFlowError>> + Send;
+
+    /// Deactivates a scheduled or event-triggered flow.
+    fn stop_flow(
+        &self,
+        flow: &FlowKey,
+    ) -> impl Future<Output = Result<StoppedFlow, AppFlowError>> + Send;
 }

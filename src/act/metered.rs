@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use super::appflow::{AppFlow, AppFlowError, FlowKey, RecordsPage, StartFlowRequest, StartedFlow};
+use super::appflow::{
+    AppFlow, AppFlowError, FlowKey, RecordsPage, StartFlowRequest, StartedFlow, StoppedFlow,
+};
 use crate::telemetry::Telemetry;
 
 /// An [`AppFlow`] that counts and times every call of the one it wraps.
@@ -47,6 +49,12 @@ impl<A: AppFlow> AppFlow for Metered<A> {
                 "CancelFlowExecutions",
                 self.inner.cancel_flow_executions(flow, execution_ids),
             )
+            .await
+    }
+
+    async fn stop_flow(&self, flow: &FlowKey) -> Result<StoppedFlow, AppFlowError> {
+        self.telemetry
+            .measure_call("StopFlow", self.inner.stop_flow(flow))
             .await
     }
 }

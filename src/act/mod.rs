@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use flowrun_core::decide::{Answer, AppFlowCall, CancelCall, StartCall, TrackCall};
+use flowrun_core::decide::{Answer, AppFlowCall, CancelCall, StartCall, StopCall, TrackCall};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::lock;
@@ -64,6 +64,7 @@ impl<A: AppFlow> Actor<A> {
             AppFlowCall::StartFlow(call) => return self.start(flowrun, call).await,
             AppFlowCall::Track(call) => self.track(flowrun, call).await,
             AppFlowCall::Cancel(call) => self.cancel(flowrun, call).await,
+            AppFlowCall::Stop(call) => self.stop(flowrun, call).await,
         };
         Some(answer)
     }
@@ -138,5 +139,15 @@ impl<A: AppFlow> Actor<A> {
             }
         }
         Answer::Canceled(call, result)
+    }
+
+    async fn stop(&self, flowrun: &str, call: StopCall) -> Answer {
+        let result = self.appflow.stop_flow(&call.flow).await;
+        let flow = &call.flow.flow_name;
+        match &result {
+            Ok(_) => tracing::info!(flowrun, %flow, "Deactivated flow"),
+            Err(error) => tracing::warn!(flowrun, %flow, %error, "Failed to deactivate flow"),
+        }
+        Answer::Stopped(call, result)
     }
 }

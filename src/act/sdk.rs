@@ -12,6 +12,7 @@ use jiff::Timestamp;
 
 use super::appflow::{
     AppFlow, AppFlowError, ExecutionRecord, FlowKey, RecordsPage, StartFlowRequest, StartedFlow,
+    StoppedFlow,
 };
 
 /// Builds the rules' error from the SDK's: the service's code and status, or what failed on
@@ -176,6 +177,20 @@ impl AppFlow for Arc<SdkAppFlow> {
             .await
             .map_err(from_sdk)?;
         Ok(output.invalid_executions.unwrap_or_default())
+    }
+
+    async fn stop_flow(&self, flow: &FlowKey) -> Result<StoppedFlow, AppFlowError> {
+        let output = self
+            .client(flow)
+            .await
+            .stop_flow()
+            .flow_name(&flow.flow_name)
+            .send()
+            .await
+            .map_err(from_sdk)?;
+        Ok(StoppedFlow {
+            flow_status: output.flow_status.map(|status| status.as_str().to_owned()),
+        })
     }
 }
 

@@ -143,7 +143,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::act::appflow::{RecordsPage, StartFlowRequest, StartedFlow};
+    use crate::act::appflow::{RecordsPage, StartFlowRequest, StartedFlow, StoppedFlow};
 
     /// A flow history of `runs` records, newest first, one per minute before `newest`, served
     /// in pages of `page_size`.
@@ -201,6 +201,10 @@ mod tests {
             _: &[String],
         ) -> Result<Vec<String>, AppFlowError> {
             unreachable!("the tracker never cancels")
+        }
+
+        async fn stop_flow(&self, _: &FlowKey) -> Result<StoppedFlow, AppFlowError> {
+            unreachable!("the tracker never stops flows")
         }
     }
 
@@ -278,6 +282,10 @@ mod tests {
             _: &[String],
         ) -> Result<Vec<String>, AppFlowError> {
             unreachable!("the tracker never cancels")
+        }
+
+        async fn stop_flow(&self, _: &FlowKey) -> Result<StoppedFlow, AppFlowError> {
+            unreachable!("the tracker never stops flows")
         }
     }
 

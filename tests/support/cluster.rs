@@ -5,7 +5,7 @@
 //! `FLOWRUN_TEST_KUBECONFIG` points the tests at an existing cluster instead.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -216,4 +216,23 @@ pub fn kubectl_apply(namespace: &str, manifest: &str) -> std::process::Output {
         .write_all(manifest.as_bytes())
         .expect("manifest is written");
     child.wait_with_output().expect("kubectl finishes")
+}
+
+/// A tool that `hack/apiserver/build.sh FLAG` builds or fetches once into the cache and
+/// prints the path of, or the path in the environment variable `env` when it is set.
+pub fn cached_tool(env: &str, flag: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    let output = Command::new("bash")
+        .arg(repo_root().join("hack/apiserver/build.sh"))
+        .arg(flag)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|error| panic!("run hack/apiserver/build.sh {flag}: {error}"));
+    assert!(
+        output.status.success(),
+        "hack/apiserver/build.sh {flag} failed"
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::wait::await_condition;
+use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, CustomResourceExt, ResourceExt};
 
 use flowrun_api::flowrun::{FlowRun, FlowRunSpec, FlowRunStatus};
@@ -113,6 +113,22 @@ impl World {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits (bounded) until the FlowRun is deleted, finalizers and all.
+    pub async fn wait_until_gone(&self, name: &str) {
+        let api = self.flowruns.clone();
+        let uid = match api.get_opt(name).await.expect("get") {
+            Some(flowrun) => flowrun.uid().expect("uid"),
+            None => return,
+        };
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api, name, conditions::is_deleted(&uid)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("FlowRun {name} was not deleted within 30 s"))
+        .expect("watch");
     }
 
     /// Events published about the named object, oldest first.

@@ -10,28 +10,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::cluster::repo_root;
+use super::cluster::cached_tool;
 
 /// The directory holding `prometheus` and `promtool`: `FLOWRUN_PROMETHEUS_BIN_DIR`, or the
 /// cache that the build script fills (a no-op when it is filled already).
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("FLOWRUN_PROMETHEUS_BIN_DIR") {
-            return PathBuf::from(dir);
-        }
-        let output = Command::new("bash")
-            .arg(repo_root().join("hack/apiserver/build.sh"))
-            .arg("--prometheus")
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run hack/apiserver/build.sh --prometheus");
-        assert!(
-            output.status.success(),
-            "hack/apiserver/build.sh --prometheus failed"
-        );
-        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-    })
+    DIR.get_or_init(|| cached_tool("FLOWRUN_PROMETHEUS_BIN_DIR", "--prometheus"))
 }
 
 /// Runs `promtool ARGS` in `dir`, with `stdin` as its input.

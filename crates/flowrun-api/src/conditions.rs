@@ -61,6 +61,13 @@ pub enum Reason {
     RunAbandoned,
     /// ttlSecondsAfterFinished passed; the FlowRun is deleted (event only).
     TtlExpired,
+    /// The FlowRun was deleted with deactivateOnDelete, and its flow was deactivated
+    /// (StopFlow), or was already gone (event only).
+    Deactivated,
+    /// The FlowRun was deleted with deactivateOnDelete, but the flow was left active because
+    /// another Activated FlowRun of it still exists, or StopFlow does not apply to it any more
+    /// (event only).
+    DeactivationSkipped,
     /// A FlowRunSchedule is waiting for its next slot.
     Scheduled,
     /// A FlowRunSchedule is suspended (spec.suspend).
@@ -104,6 +111,8 @@ impl Reason {
             Reason::CanceledOnDelete => "CanceledOnDelete",
             Reason::RunAbandoned => "RunAbandoned",
             Reason::TtlExpired => "TtlExpired",
+            Reason::Deactivated => "Deactivated",
+            Reason::DeactivationSkipped => "DeactivationSkipped",
             Reason::Scheduled => "Scheduled",
             Reason::Suspended => "Suspended",
             Reason::InvalidSchedule => "InvalidSchedule",

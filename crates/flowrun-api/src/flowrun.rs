@@ -100,6 +100,13 @@ pub struct FlowRunSpec {
     #[serde(default = "default_true")]
     pub cancel_on_delete: bool,
 
+    /// Deactivate the flow (AppFlow StopFlow) when this FlowRun is deleted after it activated
+    /// a scheduled or event-triggered flow (phase Activated), unless another Activated FlowRun
+    /// of the same flow, region and AWS identity still exists. While it may have to, the
+    /// FlowRun carries the finalizer appflow.flowrun.dev/cancel-on-delete. Off by default.
+    #[serde(default)]
+    pub deactivate_on_delete: bool,
+
     /// Seconds the run may stay in progress, counted from the first StartFlow attempt. Past
     /// them the run is canceled and the FlowRun fails with reason DeadlineExceeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +132,7 @@ impl FlowRunSpec {
             flow_name: flow_name.to_owned(),
             region: None,
             cancel_on_delete: true,
+            deactivate_on_delete: false,
             active_deadline_seconds: None,
             ttl_seconds_after_finished: None,
         }
@@ -263,13 +271,14 @@ pub struct FlowRunStatus {
     pub start_attempts: Option<i32>,
 
     /// Failed attempts to stop the run (CancelFlowExecutions, or StartFlow with the same token
-    /// to learn whether a run exists) since the FlowRun was deleted.
+    /// to learn whether a run exists) or to deactivate the flow (StopFlow, with
+    /// deactivateOnDelete) since the FlowRun was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub cancel_attempts: Option<i32>,
 
     /// Earliest time of the next attempt after a retryable error: of StartFlow, or, while the
-    /// FlowRun is being deleted, of stopping its run.
+    /// FlowRun is being deleted, of stopping its run or deactivating its flow.
     // Microseconds: retries may be less than a second apart, and `Time` keeps whole seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_time: Option<MicroTime>,

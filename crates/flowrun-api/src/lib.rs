@@ -25,7 +25,9 @@ use jiff::{SignedDuration, Timestamp};
 /// The operator's name as the API server records it: the field manager of its writes and the
 /// reporting controller of its events.
 pub const FIELD_MANAGER: &str = "flowrun-operator";
-/// Held by FlowRuns whose run is in progress, so that deleting one cancels its run first.
+/// Held by FlowRuns that leave something to stop when they are deleted: a run in progress
+/// (cancelOnDelete) or an activated flow (deactivateOnDelete). One finalizer for both: it means
+/// "the operator stops what this FlowRun started", and the name stays what it has always been.
 pub const FINALIZER: &str = "appflow.flowrun.dev/cancel-on-delete";
 /// Holds a FlowRun's [`StartRecord`] as JSON.
 pub const START_ANNOTATION: &str = "appflow.flowrun.dev/start";

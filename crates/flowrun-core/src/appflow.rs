@@ -19,6 +19,12 @@ pub struct StartedFlow {
     pub execution_id: Option<String>,
 }
 
+/// What StopFlow returned: the flow's status after it, e.g. Suspended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoppedFlow {
+    pub flow_status: Option<String>,
+}
+
 /// Which flow, and as whom: flows are named per region, and a tenant's runs may use an IAM role
 /// of its own.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -83,10 +89,7 @@ pub struct AppFlowError {
 const SERVICE_ERRORS: [(&str, Option<FailureKind>); 9] = [
     ("ResourceNotFoundException", Some(FailureKind::FlowNotFound)),
     ("ValidationException", Some(FailureKind::InvalidRequest)),
-    (
-        "UnsupportedOperationException",
-        Some(FailureKind::InvalidRequest),
-    ),
+    (UNSUPPORTED_OPERATION, Some(FailureKind::InvalidRequest)),
     ("AccessDeniedException", Some(FailureKind::AccessDenied)),
     (
         "ServiceQuotaExceededException",
@@ -131,6 +134,9 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> FailureKind {
         _ => FailureKind::Unavailable,
     }
 }
+
+/// AppFlow's answer to StopFlow for an on-demand flow: there is nothing to deactivate.
+pub const UNSUPPORTED_OPERATION: &str = "UnsupportedOperationException";
 
 /// The code as metrics name it: one of AppFlow's own codes, or `None` for any other.
 pub fn service_error_code(code: &str) -> Option<&'static str> {

@@ -1,18 +1,26 @@
 //! The end of a FlowRun: stopping its run on delete (whatever stage it reached) or past its
-//! deadline, releasing the finalizer, and deleting it once its TTL has passed.
+//! deadline, deactivating the flow it activated (deactivateOnDelete), releasing the finalizer,
+//! and deleting it once its TTL has passed.
 
 use flowrun_api::conditions::{READY, Reason};
 use flowrun_api::{FlowRun, FlowRunStatus, Phase, StartRecord};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use kube_core::ResourceExt;
 
 use super::start::{start_record, within_token_window};
-use super::status::{failed, has_finalizer, progressing, reason_for, report, until};
+use super::status::{
+    Health, failed, finished, has_finalizer, keeps_finalizer, progressing, reason_for, report,
+    until,
+};
 use super::{
     AppFlowCall, CancelCall, CancelCause, Decision, EventType, FinalizerChange, Observed, Outcome,
-    Rules, StartCall, Transition, first_attempt, flow_as, flow_key, region,
+    Rules, StartCall, StopCall, Transition, first_attempt, flow_as, flow_key, region,
 };
-use crate::appflow::{AppFlowError, FailureKind, StartFlowRequest, StartedFlow};
+use crate::appflow::{
+    AppFlowError, FailureKind, FlowKey, StartFlowRequest, StartedFlow, StoppedFlow,
+    UNSUPPORTED_OPERATION,
+};
 use crate::backoff::retry_delay;
 
 /// What a FlowRun being deleted may have left running in AppFlow.
@@ -22,6 +30,8 @@ enum Leftover {
     /// StartFlow was called and its outcome is unknown: a run may exist under the FlowRun's
     /// token.
     Unknown(StartRecord),
+    /// The FlowRun activated its flow, and deactivateOnDelete asks to deactivate it.
+    Activation,
 }
 
 /// StartFlow errors after which AppFlow runs nothing for the call: it answered, and refused.
@@ -33,21 +43,43 @@ const REFUSALS: [FailureKind; 4] = [
 ];
 
 /// `None`: nothing runs (never started, refused, or finished), or it is not the operator's to
-/// stop (`cancelOnDelete: false`).
+/// stop (`cancelOnDelete: false`, `deactivateOnDelete: false`).
 fn leftover(flowrun: &FlowRun, status: &FlowRunStatus) -> Option<Leftover> {
-    if !flowrun.spec.cancel_on_delete {
-        return None;
-    }
+    let spec = &flowrun.spec;
     match flowrun.phase() {
-        Phase::Running => status.execution_id.clone().map(Leftover::Execution),
+        Phase::Running if spec.cancel_on_delete => {
+            status.execution_id.clone().map(Leftover::Execution)
+        }
+        Phase::Activated if spec.deactivate_on_delete => Some(Leftover::Activation),
         Phase::Retrying if last_attempt_refused(status) => None,
         // No record: StartFlow was never called. A record that does not parse was edited by
-        // hand, and the start path gives up on it too.
-        Phase::Pending | Phase::Retrying => {
+        // hand, and the start path gives up on it too. Whether the call ran the flow or
+        // activated it is not known yet, so either option asks.
+        Phase::Pending | Phase::Retrying if spec.cancel_on_delete || spec.deactivate_on_delete => {
             start_record(flowrun).ok().flatten().map(Leftover::Unknown)
         }
-        Phase::Succeeded | Phase::Failed | Phase::Activated | Phase::Canceled => None,
+        Phase::Pending
+        | Phase::Retrying
+        | Phase::Running
+        | Phase::Succeeded
+        | Phase::Failed
+        | Phase::Activated
+        | Phase::Canceled => None,
     }
+}
+
+/// True when `other` is an Activated FlowRun, not being deleted, of the flow in `flow`: the
+/// same name and region under the same AWS identity (another role may be another account,
+/// whose flow of that name is another flow).
+fn still_activates(other: &FlowRun, flowrun: &FlowRun, flow: &FlowKey, rules: &Rules) -> bool {
+    let theirs = flow_key(other, rules);
+    let role = |key: &FlowKey| key.role.as_ref().map(|role| role.role_arn.clone());
+    other.metadata.uid != flowrun.metadata.uid
+        && other.phase() == Phase::Activated
+        && other.metadata.deletion_timestamp.is_none()
+        && theirs.region == flow.region
+        && theirs.flow_name == flow.flow_name
+        && role(&theirs) == role(flow)
 }
 
 /// The latest StartFlow attempt was refused, as the Ready condition's reason says.
@@ -81,6 +113,25 @@ pub(super) fn decide_deletion(
     let Some(leftover) = leftover(flowrun, &status) else {
         return report(release());
     };
+    if let Leftover::Activation = leftover {
+        let flow = flow_key(flowrun, rules);
+        if let Some(other) = observed
+            .activations
+            .iter()
+            .find(|other| still_activates(other, flowrun, &flow, rules))
+        {
+            return report(release().with_event(
+                EventType::Normal,
+                Reason::DeactivationSkipped,
+                format!(
+                    "Left flow {} in {} active: FlowRun {} activated it too and still exists",
+                    flow.flow_name,
+                    flow.region,
+                    object_key(other)
+                ),
+            ));
+        }
+    }
     if observed.now >= give_up_at(flowrun, observed, rules) {
         let why = format!(
             "it could not be stopped within --cancel-timeout={:#} of the deletion: {}",
@@ -96,6 +147,9 @@ pub(super) fn decide_deletion(
         return Outcome::Wait(Some(until(observed.now, next))).into();
     }
     match &leftover {
+        Leftover::Activation => Decision::Call(AppFlowCall::Stop(StopCall {
+            flow: flow_key(flowrun, rules),
+        })),
         Leftover::Execution(execution_id) => Decision::Call(AppFlowCall::Cancel(CancelCall {
             flow: flow_key(flowrun, rules),
             execution_id: execution_id.clone(),
@@ -151,6 +205,17 @@ fn abandon(flowrun: &FlowRun, leftover: &Leftover, uid: &str, why: &str) -> Tran
         Leftover::Unknown(_) => {
             format!("the run of flow {flow} that StartFlow may have started (client token {uid})")
         }
+        Leftover::Activation => {
+            return release().with_event(
+                EventType::Warning,
+                Reason::RunAbandoned,
+                format!(
+                    "Released the deleted FlowRun, but flow {flow}, which it activated, may \
+                     still be active: {why}. Deactivate it in AppFlow (StopFlow) if it must \
+                     not run"
+                ),
+            );
+        }
     };
     release().with_event(
         EventType::Warning,
@@ -159,6 +224,15 @@ fn abandon(flowrun: &FlowRun, leftover: &Leftover, uid: &str, why: &str) -> Tran
             "Released the deleted FlowRun, but {run} may still be running: {why}. Stop it in \
              AppFlow if it must not finish"
         ),
+    )
+}
+
+/// `namespace/name`, as events name another FlowRun.
+fn object_key(flowrun: &FlowRun) -> String {
+    format!(
+        "{}/{}",
+        flowrun.namespace().unwrap_or_default(),
+        flowrun.name_any()
     )
 }
 
@@ -178,6 +252,11 @@ pub(super) fn after_replay(
 ) -> Transition {
     let flow = &flowrun.spec.flow_name;
     match result {
+        // A run, but cancelOnDelete is off: it is not the operator's to stop.
+        Ok(StartedFlow {
+            execution_id: Some(_),
+            ..
+        }) if !flowrun.spec.cancel_on_delete => release(),
         Ok(StartedFlow {
             execution_id: Some(execution_id),
             flow_arn,
@@ -201,6 +280,30 @@ pub(super) fn after_replay(
                 ..progressing(flowrun, status, observed, Reason::Running)
             }
         }
+        // An activation to undo: recorded first, then deactivated like any Activated FlowRun.
+        Ok(StartedFlow {
+            execution_id: None,
+            flow_arn,
+            flow_status,
+        }) if flowrun.spec.deactivate_on_delete => {
+            let status = FlowRunStatus {
+                phase: Some(Phase::Activated),
+                flow_arn,
+                flow_status,
+                next_attempt_time: None,
+                completion_time: Some(Time(observed.now)),
+                message: Some(format!(
+                    "The FlowRun was deleted while StartFlow's outcome was unknown; StartFlow \
+                     with the same token says it activated flow {flow}, which is deactivated \
+                     next (deactivateOnDelete)"
+                )),
+                ..status
+            };
+            Transition {
+                proceed: true,
+                ..finished(flowrun, status, observed, Health::Ready, Reason::Activated)
+            }
+        }
         Ok(StartedFlow {
             execution_id: None, ..
         }) => release().with_event(
@@ -208,8 +311,8 @@ pub(super) fn after_replay(
             Reason::RunAbandoned,
             format!(
                 "Released the deleted FlowRun, but flow {flow} is scheduled or event-triggered \
-                 and StartFlow activated it; the operator does not deactivate flows. Deactivate \
-                 it in AppFlow (StopFlow) if it must not run"
+                 and StartFlow activated it, and spec.deactivateOnDelete is off. Deactivate it \
+                 in AppFlow (StopFlow) if it must not run"
             ),
         ),
         Err(error) if REFUSALS.contains(&error.kind) => release(),
@@ -279,7 +382,7 @@ pub(super) fn decide_finished(
     status: &FlowRunStatus,
     observed: &Observed,
 ) -> Outcome {
-    if has_finalizer(flowrun) {
+    if has_finalizer(flowrun) && !keeps_finalizer(flowrun, status.phase) {
         return report(Transition {
             finalizer: Some(FinalizerChange::Remove),
             ..Transition::default()
@@ -372,5 +475,55 @@ pub(super) fn after_cancel(
                 ),
             )
         }
+    }
+}
+
+/// StopFlow's answer for a deleted Activated FlowRun. A flow that is gone, or that runs on
+/// demand now, has nothing left to deactivate; other refusals cannot be fixed by a retry and
+/// release with a warning; the rest is retried until `--cancel-timeout`.
+pub(super) fn after_stop(
+    flowrun: &FlowRun,
+    observed: &Observed,
+    rules: &Rules,
+    call: &StopCall,
+    result: Result<StoppedFlow, AppFlowError>,
+) -> Transition {
+    let (flow, region) = (&call.flow.flow_name, &call.flow.region);
+    match result {
+        Ok(stopped) => release().with_event(
+            EventType::Normal,
+            Reason::Deactivated,
+            format!(
+                "Deactivated flow {flow} in {region} (StopFlow) as the FlowRun was deleted; its \
+                 status is now {}",
+                stopped.flow_status.as_deref().unwrap_or("not reported")
+            ),
+        ),
+        Err(error) if error.kind == FailureKind::FlowNotFound => release().with_event(
+            EventType::Normal,
+            Reason::Deactivated,
+            format!("Flow {flow} in {region} no longer exists, so nothing is left to deactivate"),
+        ),
+        Err(error) if error.code.as_deref() == Some(UNSUPPORTED_OPERATION) => release().with_event(
+            EventType::Normal,
+            Reason::DeactivationSkipped,
+            format!(
+                "Flow {flow} in {region} runs on demand now, so there is nothing to \
+                     deactivate: {error}"
+            ),
+        ),
+        Err(error) if error.kind == FailureKind::InvalidRequest => {
+            let uid = flowrun.uid().unwrap_or_default();
+            let why = format!("StopFlow was refused: {error}");
+            abandon(flowrun, &Leftover::Activation, &uid, &why)
+        }
+        Err(error) => retry_on_delete(
+            flowrun,
+            flowrun.status.clone().unwrap_or_default(),
+            observed,
+            rules,
+            reason_for(error.kind),
+            format!("Failed to deactivate flow {flow} in {region} (StopFlow): {error}"),
+        ),
     }
 }

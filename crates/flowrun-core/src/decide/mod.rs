@@ -13,7 +13,9 @@ use flowrun_api::{FlowRun, FlowRunPolicy, FlowRunStatus, Phase, StartRecord};
 use jiff::{SignedDuration, Timestamp};
 use kube_core::ResourceExt;
 
-use crate::appflow::{AppFlowError, ExecutionRecord, FlowKey, StartFlowRequest, StartedFlow};
+use crate::appflow::{
+    AppFlowError, ExecutionRecord, FlowKey, StartFlowRequest, StartedFlow, StoppedFlow,
+};
 
 mod finish;
 mod follow;
@@ -54,6 +56,18 @@ pub struct Observed {
     /// older schema). Any of them may name the role the FlowRun must use, so while one is
     /// there nothing in the namespace is started.
     pub unreadable_policies: Vec<UnreadablePolicy>,
+    /// The other Activated FlowRuns of the same flow name in the watched namespaces, from the
+    /// watch's cache. Gathered only when [`needs_activations`] says the decision reads them,
+    /// since that scans every cached FlowRun.
+    pub activations: Vec<FlowRun>,
+}
+
+/// True when [`decide`] reads [`Observed::activations`]: for an Activated FlowRun with
+/// deactivateOnDelete that is being deleted.
+pub fn needs_activations(flowrun: &FlowRun) -> bool {
+    flowrun.metadata.deletion_timestamp.is_some()
+        && flowrun.phase() == Phase::Activated
+        && flowrun.spec.deactivate_on_delete
 }
 
 /// A FlowRunPolicy that does not parse into today's type.
@@ -149,12 +163,19 @@ pub struct CancelCall {
     pub cause: CancelCause,
 }
 
+/// Deactivate the flow a deleted FlowRun activated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StopCall {
+    pub flow: FlowKey,
+}
+
 /// A call to AppFlow the reconciler makes for the decision.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AppFlowCall {
     StartFlow(StartCall),
     Track(TrackCall),
     Cancel(CancelCall),
+    Stop(StopCall),
 }
 
 /// A call together with what it returned: each answer can only be built from its own call,
@@ -173,6 +194,7 @@ pub enum Answer {
     Tracked(TrackCall, Result<Option<ExecutionRecord>, AppFlowError>),
     /// The ids AppFlow could not cancel (already finished).
     Canceled(CancelCall, Result<Vec<String>, AppFlowError>),
+    Stopped(StopCall, Result<StoppedFlow, AppFlowError>),
 }
 
 impl AppFlowCall {
@@ -182,6 +204,7 @@ impl AppFlowCall {
             AppFlowCall::StartFlow(_) => "StartFlow",
             AppFlowCall::Track(_) => "DescribeFlowExecutionRecords",
             AppFlowCall::Cancel(_) => "CancelFlowExecutions",
+            AppFlowCall::Stop(_) => "StopFlow",
         }
     }
 }
@@ -301,6 +324,9 @@ pub fn after(flowrun: &FlowRun, observed: &Observed, rules: &Rules, answer: Answ
             call.cause,
             result,
         )),
+        Answer::Stopped(call, result) => {
+            status::report(finish::after_stop(flowrun, observed, rules, &call, result))
+        }
     }
 }
 

@@ -101,10 +101,9 @@ pub(super) fn decide_start(
         };
         return report(Transition {
             start_record: Some(record),
-            // Before the run can exist, so a delete at any later moment cancels it.
-            finalizer: flowrun
-                .spec
-                .cancel_on_delete
+            // Before the run (or the activation) can exist, so a delete at any later moment
+            // stops it.
+            finalizer: (flowrun.spec.cancel_on_delete || flowrun.spec.deactivate_on_delete)
                 .then_some(FinalizerChange::Add),
             proceed: true,
             ..Transition::default()

@@ -35,6 +35,12 @@ pub(super) fn has_finalizer(flowrun: &FlowRun) -> bool {
     flowrun.finalizers().iter().any(|f| f == FINALIZER)
 }
 
+/// A FlowRun that ended Activated with deactivateOnDelete keeps the finalizer: its deletion
+/// still has a flow to deactivate.
+pub(super) fn keeps_finalizer(flowrun: &FlowRun, phase: Option<Phase>) -> bool {
+    phase == Some(Phase::Activated) && flowrun.spec.deactivate_on_delete
+}
+
 pub(super) fn until(now: Timestamp, then: Timestamp) -> Duration {
     Duration::try_from(then.duration_since(now)).unwrap_or_default()
 }
@@ -100,8 +106,8 @@ pub(super) fn progressing(
     }
 }
 
-/// A final phase: the finalizer goes (there is no run left to cancel) and, with a TTL, the
-/// FlowRun comes back for deletion.
+/// A final phase: the finalizer goes (there is no run left to cancel, and no flow to
+/// deactivate unless [`keeps_finalizer`]) and, with a TTL, the FlowRun comes back for deletion.
 pub(super) fn finished(
     flowrun: &FlowRun,
     status: FlowRunStatus,
@@ -109,9 +115,10 @@ pub(super) fn finished(
     health: Health,
     reason: Reason,
 ) -> Transition {
+    let release = has_finalizer(flowrun) && !keeps_finalizer(flowrun, status.phase);
     Transition {
         status: Some(with_conditions(flowrun, status, observed, health, reason)),
-        finalizer: has_finalizer(flowrun).then_some(FinalizerChange::Remove),
+        finalizer: release.then_some(FinalizerChange::Remove),
         requeue: flowrun
             .spec
             .ttl_seconds_after_finished

@@ -43,6 +43,7 @@ fn observed(now: &str) -> Observed {
         jitter: 0.5,
         policies: Vec::new(),
         unreadable_policies: Vec::new(),
+        activations: Vec::new(),
     }
 }
 
@@ -1596,4 +1597,320 @@ fn finished_is_true_with_a_completion_time_on_every_final_phase_and_false_before
             "{case}: completionTime on final phases only"
         );
     }
+}
+
+const DEACTIVATE: &str = ", deactivateOnDelete: true";
+const ACTIVATED: &str = "{phase: Activated, clientToken: c, region: eu-west-1, identity: operator default, startTime: \"2026-11-25T10:00:00Z\", completionTime: \"2026-11-25T10:00:01Z\", flowStatus: Active}";
+
+#[test]
+fn with_deactivate_on_delete_the_finalizer_is_added_first_and_kept_once_activated() {
+    // Added with the start record, even without cancelOnDelete.
+    let fresh = flowrun_with(
+        ", cancelOnDelete: false, deactivateOnDelete: true",
+        "",
+        "{}",
+    );
+    let recorded = reported(decide(&fresh, &observed("2026-11-25T10:00:01Z"), &rules()));
+    assert_eq!(recorded.finalizer, Some(FinalizerChange::Add));
+
+    // Activated: kept, since its deletion has a flow to deactivate.
+    let starting = flowrun_with(
+        DEACTIVATE,
+        "  finalizers: [appflow.flowrun.dev/cancel-on-delete]",
+        &format!(
+            "{{phase: Starting, clientToken: {UID}, region: eu-west-1, startTime: \"2026-11-25T10:00:00Z\"}}"
+        ),
+    );
+    let activated = after_start(
+        &starting,
+        &observed("2026-11-25T10:00:02Z"),
+        Ok(StartedFlow::default()),
+    );
+    assert_eq!(written(&activated).phase, Some(Phase::Activated));
+    assert_eq!(activated.finalizer, None, "kept");
+
+    // And not dropped later as a leftover of a crash.
+    let kept = flowrun_with(
+        DEACTIVATE,
+        "  finalizers: [appflow.flowrun.dev/cancel-on-delete]",
+        ACTIVATED,
+    );
+    assert_eq!(
+        decide(&kept, &observed("2026-11-25T11:00:00Z"), &rules()),
+        Decision::Done(Outcome::Wait(None))
+    );
+
+    // A run of an on-demand flow still lets go of it when it finishes.
+    let running = flowrun_with(
+        DEACTIVATE,
+        "  finalizers: [appflow.flowrun.dev/cancel-on-delete]",
+        RUNNING,
+    );
+    let observed = observed("2026-11-25T10:01:00Z");
+    let track = call(decide(&running, &observed, &rules()));
+    let done = reported(after(
+        &running,
+        &observed,
+        &rules(),
+        track_answer(&track, Ok(Some(record("Successful")))),
+    ));
+    assert_eq!(done.finalizer, Some(FinalizerChange::Remove));
+}
+
+/// Another Activated FlowRun: `extra` replaces fields of the default (same flow, region and
+/// identity, in namespace team-b).
+fn other_activation(metadata: &str, status: &str) -> FlowRun {
+    let yaml = format!(
+        r#"
+apiVersion: appflow.flowrun.dev/v1alpha1
+kind: FlowRun
+metadata:
+  name: keep-on
+  namespace: team-b
+  uid: 6f1c2b1e-0000-4000-8000-000000000002
+{metadata}
+spec: {{flowName: salesforce-to-s3, region: eu-west-1}}
+status: {status}
+"#
+    );
+    serde_yaml_ng::from_str(&yaml).expect("fixture parses")
+}
+
+#[test]
+fn deleting_an_activated_flowrun_deactivates_its_flow_unless_another_activation_keeps_it() {
+    let flowrun = deleting(DEACTIVATE, ACTIVATED, true);
+    let stop = AppFlowCall::Stop(StopCall {
+        flow: flow_key(None),
+    });
+    let as_role = ACTIVATED.replace("operator default", "arn:aws:iam::111111111111:role/sales");
+    let in_us = ACTIVATED.replace("eu-west-1", "us-east-1");
+    let failed = ACTIVATED.replace("Activated", "Failed");
+    let mut itself = flowrun.clone();
+    itself.metadata.deletion_timestamp = None;
+    // (the other FlowRuns the cache holds, deactivated?)
+    let table = [
+        (vec![], true),
+        (vec![other_activation("", &in_us)], true),
+        (vec![other_activation("", &as_role)], true),
+        (vec![other_activation("", &failed)], true),
+        // Being deleted too: it does not keep the flow active.
+        (
+            vec![other_activation(
+                "  deletionTimestamp: \"2026-11-25T10:02:00Z\"\n  finalizers: [x]",
+                ACTIVATED,
+            )],
+            true,
+        ),
+        // The FlowRun itself, in an older cache copy.
+        (vec![itself], true),
+        (vec![other_activation("", ACTIVATED)], false),
+        // The region from the operator's default, like the FlowRun's own.
+        (
+            vec![other_activation(
+                "",
+                "{phase: Activated, region: eu-west-1}",
+            )],
+            false,
+        ),
+    ];
+    for (activations, deactivated) in table {
+        let observed = Observed {
+            activations: activations.clone(),
+            ..observed("2026-11-25T10:02:01Z")
+        };
+        let decision = decide(&flowrun, &observed, &rules());
+        if deactivated {
+            assert_eq!(call(decision), stop, "{activations:?}");
+            continue;
+        }
+        let kept = reported(decision);
+        assert_eq!(kept.finalizer, Some(FinalizerChange::Remove));
+        assert_eq!(kept.status, None);
+        let event = kept.event.expect("an event says why");
+        assert_eq!(
+            (event.type_, event.reason),
+            (EventType::Normal, Reason::DeactivationSkipped)
+        );
+        assert!(
+            event.note.contains("FlowRun team-b/keep-on"),
+            "{}",
+            event.note
+        );
+    }
+
+    // Without deactivateOnDelete, an Activated FlowRun is just let go.
+    let plain = deleting("", ACTIVATED, true);
+    assert_eq!(
+        reported(decide(&plain, &observed("2026-11-25T10:02:01Z"), &rules())),
+        Transition {
+            finalizer: Some(FinalizerChange::Remove),
+            ..Transition::default()
+        }
+    );
+}
+
+fn stop_answer(call: &AppFlowCall, result: Result<StoppedFlow, AppFlowError>) -> Answer {
+    match call {
+        AppFlowCall::Stop(call) => Answer::Stopped(call.clone(), result),
+        other => panic!("expected StopFlow, got {other:?}"),
+    }
+}
+
+#[test]
+fn stop_flow_answers_release_the_flowrun_or_are_retried_until_the_cancel_timeout() {
+    let flowrun = deleting(DEACTIVATE, ACTIVATED, true);
+    let observed_at = observed;
+    let observed = observed("2026-11-25T10:02:01Z");
+    let stop = call(decide(&flowrun, &observed, &rules()));
+    let with_code = |kind, code: &str| AppFlowError {
+        code: Some(code.into()),
+        ..error(kind)
+    };
+    // Stopped, already gone, on demand now, or refused: released at once.
+    let table = [
+        (
+            Ok(StoppedFlow {
+                flow_status: Some("Suspended".into()),
+            }),
+            EventType::Normal,
+            Reason::Deactivated,
+            "its status is now Suspended",
+        ),
+        (
+            Err(error(FailureKind::FlowNotFound)),
+            EventType::Normal,
+            Reason::Deactivated,
+            "no longer exists",
+        ),
+        (
+            Err(with_code(
+                FailureKind::InvalidRequest,
+                "UnsupportedOperationException",
+            )),
+            EventType::Normal,
+            Reason::DeactivationSkipped,
+            "runs on demand now",
+        ),
+        (
+            Err(with_code(
+                FailureKind::InvalidRequest,
+                "ValidationException",
+            )),
+            EventType::Warning,
+            Reason::RunAbandoned,
+            "may still be active: StopFlow was refused",
+        ),
+    ];
+    for (result, type_, reason, note) in table {
+        let transition = reported(after(
+            &flowrun,
+            &observed,
+            &rules(),
+            stop_answer(&stop, result.clone()),
+        ));
+        assert_eq!(
+            transition.finalizer,
+            Some(FinalizerChange::Remove),
+            "{result:?}"
+        );
+        assert_eq!(transition.status, None);
+        let event = transition.event.expect("an event");
+        assert_eq!((event.type_, event.reason), (type_, reason), "{result:?}");
+        assert!(event.note.contains(note), "{}", event.note);
+    }
+
+    // Throttled: held, counted, retried with backoff; past the cancel timeout released with a
+    // warning that the flow may still be active.
+    let retry = reported(after(
+        &flowrun,
+        &observed,
+        &rules(),
+        stop_answer(&stop, Err(error(FailureKind::Throttled))),
+    ));
+    assert_eq!(retry.finalizer, None);
+    let status = written(&retry).clone();
+    assert_eq!(status.cancel_attempts, Some(1));
+    assert_eq!(status.phase, Some(Phase::Activated));
+    assert_eq!(retry.event.map(|e| e.reason), Some(Reason::Throttled));
+    let mut retried = flowrun.clone();
+    retried.status = Some(status);
+    let late = reported(decide(
+        &retried,
+        &observed_at("2026-11-25T10:17:00Z"),
+        &rules(),
+    ));
+    assert_eq!(late.finalizer, Some(FinalizerChange::Remove));
+    let event = late.event.expect("a warning");
+    assert_eq!(event.reason, Reason::RunAbandoned);
+    assert!(
+        event
+            .note
+            .contains("flow salesforce-to-s3, which it activated"),
+        "{}",
+        event.note
+    );
+}
+
+#[test]
+fn deleted_while_start_flows_outcome_is_unknown_an_activation_is_recorded_then_deactivated() {
+    let mut flowrun = deleted_after_start_record();
+    flowrun.spec.deactivate_on_delete = true;
+    let observed = observed("2026-11-25T10:02:01Z");
+    let replay = call(decide(&flowrun, &observed, &rules()));
+    let recorded = reported(after(
+        &flowrun,
+        &observed,
+        &rules(),
+        start_answer(&replay, Ok(StartedFlow::default())),
+    ));
+    assert!(recorded.proceed);
+    assert_eq!(recorded.finalizer, None, "kept to deactivate");
+    let status = written(&recorded);
+    assert_eq!(status.phase, Some(Phase::Activated));
+    let mut activated = flowrun.clone();
+    activated.status = Some(status.clone());
+    let stop = call(decide(&activated, &observed, &rules()));
+    assert!(matches!(stop, AppFlowCall::Stop(_)), "{stop:?}");
+
+    // With only deactivateOnDelete, a run the replay finds is not the operator's to cancel.
+    let mut only_deactivate = deleted_after_start_record();
+    only_deactivate.spec.deactivate_on_delete = true;
+    only_deactivate.spec.cancel_on_delete = false;
+    let replay = call(decide(&only_deactivate, &observed, &rules()));
+    let started = StartedFlow {
+        execution_id: Some("exec-7".into()),
+        ..StartedFlow::default()
+    };
+    assert_eq!(
+        reported(after(
+            &only_deactivate,
+            &observed,
+            &rules(),
+            start_answer(&replay, Ok(started)),
+        )),
+        Transition {
+            finalizer: Some(FinalizerChange::Remove),
+            ..Transition::default()
+        }
+    );
+}
+
+#[test]
+fn the_cache_keeps_what_deactivation_reads_of_activated_flowruns() {
+    let plain = flowrun_with("", "", ACTIVATED);
+    let mut trimmed = plain.clone();
+    trim_finished(&mut trimmed);
+    let status = trimmed.status.expect("status");
+    assert_eq!(status.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(status.identity.as_deref(), Some(OPERATOR_IDENTITY));
+    assert_eq!(status.flow_status, None, "the rest is trimmed");
+
+    let deactivating = flowrun_with(
+        DEACTIVATE,
+        "  finalizers: [appflow.flowrun.dev/cancel-on-delete]",
+        ACTIVATED,
+    );
+    let mut untouched = deactivating.clone();
+    trim_finished(&mut untouched);
+    assert_eq!(untouched.status, deactivating.status);
 }
