@@ -59,3 +59,14 @@ python_venv() {
   printf '%s\n' "$want" >"$venv/.requirements.sha256"
   exec 8>&-
 }
+
+# cargo_tool CRATE VERSION: a cargo subcommand installed once (cargo install --locked) into
+# <cache>/cargo-tools/CRATE-VERSION; prints its bin directory.
+cargo_tool() {
+  local root=$FLOWRUN_CACHE/cargo-tools/$1-$2
+  if [[ ! -x $root/bin/$1 ]]; then
+    log "installing $1 $2 into $root (once, a few minutes on 2 cores)"
+    cargo install --locked --quiet --root "$root" "$1@$2" >&2 || die "cargo install --locked $1@$2 failed"
+  fi
+  printf '%s\n' "$root/bin"
+}
