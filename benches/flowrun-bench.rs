@@ -689,6 +689,35 @@ async fn reset(client: &Client, namespace: &str) {
     cluster_sh(state_dir, &["start-apiserver"]);
 }
 
+/// Writes a burst's samples to `target/bench/<label>.csv` for hack/bench-plots.py: per FlowRun,
+/// when its `executionId` was seen (seconds since the first create) and its start latency
+/// (creation to `executionId`, milliseconds). Runs never seen are left out.
+fn write_samples(
+    label: &str,
+    first: Instant,
+    sent: &HashMap<String, Instant>,
+    seen: &HashMap<String, Instant>,
+) {
+    let mut samples: Vec<(f64, f64)> = sent
+        .iter()
+        .filter_map(|(name, sent)| {
+            let at = seen.get(name)?;
+            Some((
+                at.saturating_duration_since(first).as_secs_f64(),
+                at.saturating_duration_since(*sent).as_secs_f64() * 1000.0,
+            ))
+        })
+        .collect();
+    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut csv = String::from("seen_s,latency_ms\n");
+    for (seen_s, latency_ms) in samples {
+        csv.push_str(&format!("{seen_s:.4},{latency_ms:.3}\n"));
+    }
+    let out = support::cluster::repo_root().join("target/bench");
+    std::fs::create_dir_all(&out).expect("create target/bench");
+    std::fs::write(out.join(format!("{label}.csv")), csv).expect("write the burst's samples");
+}
+
 struct BurstResult {
     rate: f64,
     p50: Duration,
@@ -725,6 +754,7 @@ async fn burst(n: usize, pace: Option<f64>, latency: Option<Duration>, label: &s
                 .map_or(Duration::MAX, |at| at.saturating_duration_since(*sent))
         })
         .collect();
+    write_samples(label, first, &sent, &seen);
     latencies.sort();
     let quantile = |q: f64| {
         latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]

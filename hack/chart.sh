@@ -17,30 +17,7 @@ VENV=$FLOWRUN_CACHE/chart-venv
 REQUIREMENTS=$CHART_TESTS/requirements.txt
 export PYTHONDONTWRITEBYTECODE=1 # nothing written into the source tree
 
-setup() {
-  need python3
-  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
-    die "Python 3.11 or newer is required for the chart tests (found $(python3 --version 2>&1))"
-  python3 -c 'import venv, ensurepip' 2>/dev/null ||
-    die "Python's venv module is required for the chart tests (Debian: apt-get install python3-venv)"
-  local want
-  want=$(sha256_of "$REQUIREMENTS")
-  mkdir -p "$FLOWRUN_CACHE"
-  exec 8>"$FLOWRUN_CACHE/.chart-venv.lock"
-  flock 8 # concurrent setups (test jobs) install once
-  if [[ -x $VENV/bin/python && $(cat "$VENV/.requirements.sha256" 2>/dev/null) == "$want" ]]; then
-    exec 8>&-
-    return
-  fi
-  log "installing the chart tools into $VENV (once, about 20 s)"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV" >&2 || die "creating the venv $VENV failed"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-    -r "$REQUIREMENTS" >&2 ||
-    die "installing the chart tools (pip install -r tests/chart/requirements.txt) failed; is PyPI reachable?"
-  printf '%s\n' "$want" >"$VENV/.requirements.sha256"
-  exec 8>&-
-}
+setup() { python_venv "$VENV" "$REQUIREMENTS" "the chart tools"; }
 
 main() {
   local cmd=${1:-}

@@ -32,3 +32,41 @@ now_ms() { date +%s%3N; }
 
 # sha256_of FILE...: one hash over the given files' contents.
 sha256_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+# python_venv VENV REQUIREMENTS WHAT: a cached Python venv with REQUIREMENTS installed, made
+# again when that file changes; concurrent callers (test jobs) install once.
+python_venv() {
+  local venv=$1 requirements=$2 what=$3 want
+  need python3
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+    die "Python 3.11 or newer is required for $what (found $(python3 --version 2>&1))"
+  python3 -c 'import venv, ensurepip' 2>/dev/null ||
+    die "Python's venv module is required for $what (Debian: apt-get install python3-venv)"
+  want=$(sha256_of "$requirements")
+  mkdir -p "$FLOWRUN_CACHE"
+  exec 8>"$venv.lock"
+  flock 8
+  if [[ -x $venv/bin/python && $(cat "$venv/.requirements.sha256" 2>/dev/null) == "$want" ]]; then
+    exec 8>&-
+    return
+  fi
+  log "installing $what into $venv (once, about 20 s)"
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2 || die "creating the venv $venv failed"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    -r "$requirements" >&2 ||
+    die "installing $what (pip install -r $requirements) failed; is PyPI reachable?"
+  printf '%s\n' "$want" >"$venv/.requirements.sha256"
+  exec 8>&-
+}
+
+# cargo_tool CRATE VERSION: a cargo subcommand installed once (cargo install --locked) into
+# <cache>/cargo-tools/CRATE-VERSION; prints its bin directory.
+cargo_tool() {
+  local root=$FLOWRUN_CACHE/cargo-tools/$1-$2
+  if [[ ! -x $root/bin/$1 ]]; then
+    log "installing $1 $2 into $root (once, a few minutes on 2 cores)"
+    cargo install --locked --quiet --root "$root" "$1@$2" >&2 || die "cargo install --locked $1@$2 failed"
+  fi
+  printf '%s\n' "$root/bin"
+}

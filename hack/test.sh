@@ -39,6 +39,9 @@ stage "release binary, as the Dockerfile builds it (tested by tests/release.rs)"
 cargo build --release --locked --bin flowrun-operator
 export FLOWRUN_RELEASE_BINARY=$PWD/target/release/flowrun-operator
 
+stage "container tools from Debian's packages: runc, umoci, skopeo (tests/image.rs; fetched once into the cache)"
+"$FLOWRUN_HACK_DIR/image.sh" tools >/dev/null
+
 if [[ -z ${FLOWRUN_TEST_KUBECONFIG:-} ]]; then
   # The tests' own cluster, apart from the one a demo may be running.
   export FLOWRUN_CLUSTER_DIR=${FLOWRUN_CLUSTER_DIR:-$FLOWRUN_CACHE/test-cluster}
