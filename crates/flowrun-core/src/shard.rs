@@ -336,11 +336,15 @@ mod tests {
             Ok("flowrun-operator")
         );
         let a = lease_name("flowrun-operator", Some(&selector("team=a")));
-        // The chart's helper must render this same name (tests/chart checks it there too).
+        // The chart's helper renders these same names (tests/chart/test_chart.py checks them).
         assert_eq!(a.as_deref(), Ok("flowrun-operator-289b4946fe"));
         assert_eq!(
             lease_name("flowrun-operator", Some(&selector(" team == a "))),
             a
+        );
+        assert_eq!(
+            lease_name("flowrun-operator", Some(&selector("team in (b, c)"))).as_deref(),
+            Ok("flowrun-operator-db05b97f49")
         );
         let names: std::collections::HashSet<String> = ["team=a", "team=b", "!team", "team"]
             .iter()
