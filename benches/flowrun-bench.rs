@@ -25,6 +25,9 @@
 //! - `schedules`: N FlowRunSchedules `* * * * *` firing in the same minute: slot-to-FlowRun
 //!   latency (the slot's wall-clock time to the moment a watch saw its FlowRun) p50/p99, and
 //!   the operator's RSS before the schedules and after their slot. It leaves its objects.
+//! - `scale` (only with `--only scale`: seeding 100,000 FlowRuns takes minutes): N FlowRuns
+//!   kept, most finished; the operator's start-to-ready time, memory, AppFlow calls for the
+//!   finished ones and API-server requests at start; the same with two shards (`scale.rs`).
 //!
 //! Every scenario reports the CPU time (from `/proc`) the API server and etcd used per start
 //! or lifecycle, and the operator's.
@@ -40,6 +43,8 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+mod scale;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -77,6 +82,9 @@ flows:
     runSeconds: 3600
 "#;
 
+/// The operator's user in the audit log (its client certificate's CN).
+const OPERATOR_USER: &str = "flowrun-operator";
+
 /// The operator's --concurrency, also used by the raw client.
 const CONCURRENCY: usize = 32;
 /// FlowRun writes of one start: the start record with the finalizer (metadata), and `Running`
@@ -100,6 +108,8 @@ struct Sizes {
     backlog: usize,
     /// FlowRunSchedules firing in the same minute.
     schedules: usize,
+    /// (FlowRuns kept, of which running)
+    scale: (usize, usize),
 }
 
 impl Sizes {
@@ -116,6 +126,7 @@ impl Sizes {
             footprint: 10_000,
             backlog: 2000,
             schedules: 1000,
+            scale: (100_000, 1000),
         }
     }
 
@@ -132,6 +143,7 @@ impl Sizes {
             footprint: 1000,
             backlog: 300,
             schedules: 200,
+            scale: (5000, 100),
         }
     }
 }
@@ -329,6 +341,13 @@ async fn main() {
         footprint(sizes.footprint, &mut table).await;
     }
 
+    // Only when asked for by name: it keeps 100,000 FlowRuns in the cluster.
+    if only.as_ref().is_some_and(|only| only.iter().any(|o| o == "scale")) {
+        let (n, running) = sizes.scale;
+        println!("== scale: {n} FlowRuns kept, {running} of them running");
+        scale::scale(n, running, &mut table).await;
+    }
+
     let markdown = table.markdown();
     let out = support::cluster::repo_root().join("target/bench");
     std::fs::create_dir_all(&out).expect("create target/bench");
@@ -362,6 +381,11 @@ fn names(prefix: &str, count: usize) -> Vec<String> {
 /// The operator as the README runs it, with its defaults, except the StartFlow rate limit
 /// (20/s by default, to spare AppFlow's quota), lifted so the operator itself is measured.
 fn start_operator(world: &World) -> Operator {
+    start_operator_with(world, &[])
+}
+
+/// [`start_operator`] with more flags.
+fn start_operator_with(world: &World, extra: &[String]) -> Operator {
     let args = [
         format!("--watch-namespaces={}", world.namespace),
         "--log-level=info".to_owned(),
@@ -373,7 +397,7 @@ fn start_operator(world: &World) -> Operator {
         "--start-rate-limit=100000".to_owned(),
         format!("--concurrency={CONCURRENCY}"),
     ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args: Vec<&str> = args.iter().chain(extra).map(String::as_str).collect();
     Operator::start_with(
         &cluster().operator_kubeconfig,
         &world.namespace,
@@ -851,7 +875,7 @@ async fn economy(n: usize, table: &mut Table) {
         counts
             .iter()
             .filter(|((user, verb, res), _)| {
-                user == "flowrun-operator"
+                user == OPERATOR_USER
                     && res == resource
                     && WRITE_VERBS.contains(&verb.as_str())
             })
@@ -882,7 +906,7 @@ async fn economy(n: usize, table: &mut Table) {
     let reads: u64 = counts
         .iter()
         .filter(|((user, verb, _), _)| {
-            user == "flowrun-operator" && !WRITE_VERBS.contains(&verb.as_str())
+            user == OPERATOR_USER && !WRITE_VERBS.contains(&verb.as_str())
         })
         .map(|(_, count)| *count)
         .sum();
@@ -1333,7 +1357,7 @@ async fn backlog(client: &Client, n: usize, raw_patches: usize, table: &mut Tabl
                 counts
                     .iter()
                     .filter(|((user, verb, _), _)| {
-                        user == "flowrun-operator" && WRITE_VERBS.contains(&verb.as_str())
+                        user == OPERATOR_USER && WRITE_VERBS.contains(&verb.as_str())
                     })
                     .map(|((_, verb, resource), count)| {
                         format!("{verb} {resource} {:.2}", *count as f64 / n as f64)
@@ -1430,7 +1454,7 @@ async fn backlog_run(n: usize, flow: &str) -> BacklogRun {
             counts
                 .iter()
                 .filter(|((user, verb, resource), _)| {
-                    user == "flowrun-operator"
+                    user == OPERATOR_USER
                         && resource.starts_with("flowruns")
                         && WRITE_VERBS.contains(&verb.as_str())
                 })

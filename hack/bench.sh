@@ -5,7 +5,8 @@
 # started-per-second.png, drawn by hack/bench-plots.py with matplotlib in a cached venv).
 # Not part of the test command; docs/performance.md has the figures.
 #
-# Usage: hack/bench.sh [--quick] [--only raw,burst,paced,latency,economy,describe,footprint,backlog]
+# Usage: hack/bench.sh [--quick] [--only raw,burst,paced,latency,economy,describe,footprint,backlog,scale]
+#   scale runs only when named: it keeps 100,000 FlowRuns in the cluster (seeding takes minutes)
 #   --quick   small sizes (about 3 minutes instead of about 15 minutes on 2 cores)
 # Environment:
 #   FLOWRUN_BENCH_CLUSTER_DIR  the benchmark cluster's state (default <cache>/bench-cluster);

@@ -16,7 +16,7 @@ use flowrun_operator::reconcile::{Context, Limits};
 use flowrun_operator::settings::{LogFormat, Settings};
 use flowrun_operator::shutdown::shutdown_signal;
 use flowrun_operator::telemetry::{self, Role, Telemetry};
-use flowrun_operator::watch::{self, scoped_apis};
+use flowrun_operator::watch::{self, Scope, scoped_apis};
 use kube::api::ListParams;
 use tracing_subscriber::EnvFilter;
 
@@ -29,7 +29,11 @@ async fn main() -> ExitCode {
     let pod_name = env("POD_NAME");
     let election = settings
         .leader_election
-        .config(env("POD_NAMESPACE"), pod_name.clone())
+        .config(
+            env("POD_NAMESPACE"),
+            pod_name.clone(),
+            settings.watch_label_selector.as_ref(),
+        )
         .unwrap_or_else(|error| {
             Settings::command()
                 .error(clap::error::ErrorKind::ValueValidation, error)
@@ -96,7 +100,11 @@ async fn run(
         .map_err(|_| anyhow::anyhow!("no answer within {API_SERVER_TIMEOUT:?}"))
         .and_then(|answer| answer.map_err(anyhow::Error::from))
         .context("failed to reach the Kubernetes API server")?;
-    check_crd_installed(&client, &settings.watch_namespaces).await?;
+    let scope = Scope {
+        namespaces: settings.watch_namespaces.clone(),
+        selector: settings.watch_label_selector.clone(),
+    };
+    check_crd_installed(&client, &scope).await?;
     let telemetry = Arc::new(Telemetry::new());
     let address = telemetry::serve(settings.metrics_address, telemetry.clone())
         .await
@@ -126,6 +134,8 @@ async fn run(
         kubernetes = %version.git_version,
         default_region = rules.default_region.as_deref().unwrap_or_default(),
         namespaces = ?settings.watch_namespaces,
+        label_selector = scope.selector.as_ref().map(ToString::to_string).unwrap_or_default(),
+        lease = election.as_ref().map(|e| e.lease_name.as_str()).unwrap_or_default(),
         "Started flowrun-operator"
     );
 
@@ -148,7 +158,7 @@ async fn run(
         shutdown_signal().await;
         stopping.set_role(Role::Stopping);
     });
-    let work = watch::run(ctx, &settings.watch_namespaces);
+    let work = watch::run(ctx, &scope);
     match election {
         Some(election) => leader::lead(client, election, telemetry, work).await?,
         None => {
@@ -161,16 +171,25 @@ async fn run(
 }
 
 /// Without the CRD the watch would fail forever; say what to do instead. Reads only where the
-/// operator watches, so a namespace-scoped install needs no cluster-wide permission.
-async fn check_crd_installed(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<()> {
-    check_served::<FlowRun>(client, namespaces).await?;
-    check_served::<FlowRunPolicy>(client, namespaces).await?;
-    check_served::<FlowRunSchedule>(client, namespaces).await
+/// operator watches, so a namespace-scoped install needs no cluster-wide permission; with the
+/// shard's selector, so a selector the API server reads otherwise is refused at once.
+async fn check_crd_installed(client: &kube::Client, scope: &Scope) -> anyhow::Result<()> {
+    let sharded = ListParams {
+        label_selector: scope.watcher_config().label_selector,
+        ..ListParams::default()
+    };
+    check_served::<FlowRun>(client, &scope.namespaces, &sharded).await?;
+    check_served::<FlowRunPolicy>(client, &scope.namespaces, &ListParams::default()).await?;
+    check_served::<FlowRunSchedule>(client, &scope.namespaces, &sharded).await
 }
 
 /// Lists one object of `K` where the operator will watch it (a namespace-scoped install may
 /// not list cluster-wide).
-async fn check_served<K>(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<()>
+async fn check_served<K>(
+    client: &kube::Client,
+    namespaces: &[String],
+    params: &ListParams,
+) -> anyhow::Result<()>
 where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -180,7 +199,7 @@ where
     // One namespace stands for all: the operator's permissions are the same in each (and
     // scoped_apis never returns none).
     let api = scoped_apis::<K>(client, namespaces).swap_remove(0);
-    match api.list_metadata(&ListParams::default().limit(1)).await {
+    match api.list_metadata(&params.clone().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => bail!(
             "the {} CRD is not installed; install it with: kubectl apply -f crds/",

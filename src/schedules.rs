@@ -21,7 +21,6 @@ use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::broadcast;
 
@@ -32,7 +31,7 @@ use crate::report::schedule::{
     ScheduleError, StatusWrite, create_flowrun, delete_flowrun, write_status,
 };
 use crate::telemetry::Telemetry;
-use crate::watch::scoped_apis;
+use crate::watch::{Scope, scoped_apis};
 
 /// Owner changes waiting for the schedule watches; a lagging watch loses only wake-ups that
 /// its next slot or the next change of the schedule makes good.
@@ -102,6 +101,8 @@ pub struct ScheduleContext {
     flowruns: Vec<Store<DeserializeGuard<FlowRun>>>,
     /// For the error policy's backoff (the FlowRuns' retry delays).
     rules: Rules,
+    /// The shard selector's label keys, which the schedule's FlowRuns take from it.
+    shard_keys: Vec<String>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -112,6 +113,7 @@ impl ScheduleContext {
         telemetry: Arc<Telemetry>,
         flowruns: Vec<Store<DeserializeGuard<FlowRun>>>,
         rules: Rules,
+        shard_keys: Vec<String>,
     ) -> Self {
         ScheduleContext {
             client,
@@ -119,6 +121,7 @@ impl ScheduleContext {
             telemetry,
             flowruns,
             rules,
+            shard_keys,
             failures: Mutex::default(),
         }
     }
@@ -137,16 +140,16 @@ impl ScheduleContext {
     }
 }
 
-/// Runs the schedule controllers (one per watched namespace, or one for all) until
-/// SIGTERM/SIGINT. Starts deciding once the FlowRun watches have synced.
-pub async fn run(ctx: Arc<ScheduleContext>, namespaces: &[String], owners: OwnerChanges) {
+/// Runs the schedule controllers (one per watched namespace, or one for all; of the shard's
+/// schedules only) until SIGTERM/SIGINT. Starts deciding once the FlowRun watches have synced.
+pub async fn run(ctx: Arc<ScheduleContext>, scope: &Scope, owners: OwnerChanges) {
     ctx.telemetry
         .wait_for_flowrun_watches(ctx.flowruns.len())
         .await;
-    let apis: Vec<Api<Guarded>> = scoped_apis(&ctx.client, namespaces);
+    let apis: Vec<Api<Guarded>> = scoped_apis(&ctx.client, &scope.namespaces);
     let controllers = apis.into_iter().map(|api| {
         let namespace = api.namespace().map(str::to_owned);
-        let controller = Controller::new(api, watcher::Config::default())
+        let controller = Controller::new(api, scope.watcher_config())
             .reconcile_on(owners.of_namespace(namespace));
         ctx.telemetry.watch_schedules(controller.store());
         // A schedule reconcile makes a few quick writes and no AppFlow call: a fixed budget
@@ -186,6 +189,7 @@ async fn reconcile(
     let observed = ScheduleObserved {
         now: Timestamp::now(),
         children: ctx.children(&namespace, &uid),
+        shard_keys: ctx.shard_keys.clone(),
     };
     // Decide.
     let decision = schedule::decide(schedule, &observed);

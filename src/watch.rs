@@ -1,10 +1,12 @@
 //! Watch: the FlowRuns in scope, kept in a trimmed cache, each change handed to
 //! [`crate::reconcile`] (and to its FlowRunSchedule's reconcile, see [`crate::schedules`]); one
-//! watch over all namespaces, or one per namespace listed.
+//! watch over all namespaces, or one per namespace listed, of the shard's FlowRuns only when a
+//! label selector is set.
 
 use std::sync::Arc;
 
 use flowrun_api::{FlowRun, Phase, START_ANNOTATION};
+use flowrun_core::shard::LabelSelector;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -16,6 +18,36 @@ use kube::{Client, Resource, ResourceExt};
 use crate::act::AppFlow;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::schedules::{OwnerChanges, ScheduleContext};
+
+/// What one operator serves: the namespaces (all when none is listed) and, for a shard, the
+/// label selector its FlowRuns and FlowRunSchedules match. FlowRunPolicies are not sharded:
+/// FlowRun labels are the tenant's to choose, and a shard that missed its namespace's policy
+/// would run the tenant's FlowRuns unchecked, as its own identity (docs/sharding.md).
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    pub namespaces: Vec<String>,
+    pub selector: Option<LabelSelector>,
+}
+
+impl Scope {
+    /// The watch of the shard's objects: the API server filters by the selector, so a shard
+    /// lists, caches and hears of its own objects only. An object relabelled out of it is a
+    /// deletion for this watch, one relabelled into it a creation.
+    pub fn watcher_config(&self) -> watcher::Config {
+        match &self.selector {
+            Some(selector) => watcher::Config::default().labels(&selector.to_string()),
+            None => watcher::Config::default(),
+        }
+    }
+
+    /// The label keys the selector reads, which a schedule's FlowRuns take from the schedule.
+    pub fn shard_keys(&self) -> Vec<String> {
+        self.selector
+            .as_ref()
+            .map(LabelSelector::keys)
+            .unwrap_or_default()
+    }
+}
 
 /// One `Api` per namespace listed, or one over all namespaces when none is.
 pub fn scoped_apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
@@ -34,10 +66,10 @@ where
 }
 
 /// Runs the FlowRun and FlowRunSchedule controllers until SIGTERM/SIGINT.
-pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
+pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, scope: &Scope) {
     // A FlowRun must not be judged against policies that are not loaded yet.
     ctx.policies.wait_until_ready().await;
-    let apis: Vec<Api<DeserializeGuard<FlowRun>>> = scoped_apis(&ctx.client, namespaces);
+    let apis: Vec<Api<DeserializeGuard<FlowRun>>> = scoped_apis(&ctx.client, &scope.namespaces);
     let owners = OwnerChanges::default();
     let mut stores = Vec::new();
     let controllers: Vec<_> = apis
@@ -49,7 +81,7 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
             let owners = owners.clone();
             let flowruns = reflector(
                 writer,
-                watcher(api, watcher::Config::default()).modify(trim_for_cache),
+                watcher(api, scope.watcher_config()).modify(trim_for_cache),
             )
             .inspect_ok(move |event| match event {
                 watcher::Event::Delete(gone) => {
@@ -110,10 +142,11 @@ pub async fn run<A: AppFlow>(ctx: Arc<Context<A>>, namespaces: &[String]) {
         ctx.telemetry.clone(),
         stores,
         ctx.rules.clone(),
+        scope.shard_keys(),
     ));
     futures::future::join(
         futures::future::join_all(controllers),
-        crate::schedules::run(schedules, namespaces, owners),
+        crate::schedules::run(schedules, scope, owners),
     )
     .await;
 }
@@ -129,6 +162,7 @@ fn trim_for_cache(guarded: &mut DeserializeGuard<FlowRun>) {
     let metadata = guarded.meta_mut();
     metadata.managed_fields = None;
     metadata.labels = None;
+    // The API server filters by the shard's selector: no label is read here.
     // ownerReferences stay: they tie a FlowRun to its FlowRunSchedule.
     if let Some(annotations) = &mut metadata.annotations {
         annotations.retain(|key, _| key == START_ANNOTATION);

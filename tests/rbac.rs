@@ -2,8 +2,9 @@
 //! failure, cancel on delete, TTL deletion, activation, a FlowRunSchedule's run-now, leader
 //! election with failover and release) against a real API server with its audit log on, configured as the chart configures
 //! it. Every (verb, group, resource, subresource, namespace) it called must be allowed by the
-//! RBAC rules the chart renders, for a cluster-wide and a namespace-scoped install; and every
-//! permission the chart grants must have been used.
+//! RBAC rules the chart renders, for a cluster-wide, a namespace-scoped and a two-shard install
+//! (each shard its own ServiceAccount and Lease); and every permission the chart grants must
+//! have been used.
 //!
 //! The local API server authorizes by group only (it has no RBAC), so the rules are evaluated
 //! here, by the small evaluator below, with Kubernetes' RBAC semantics. On a real cluster
@@ -65,6 +66,19 @@ const GRANTED_NOT_EXERCISED: &[(&str, &str, &str)] = &[("events.k8s.io", "events
 #[tokio::test]
 async fn cluster_wide_install_grants_everything_the_operator_does_and_nothing_more() {
     prove_least_privilege(&json!({}), &["team-a"]).await;
+}
+
+/// Two shards: `team=a` and the catch-all (`!team`), each as its own Deployment's settings.
+/// The catch-all runs the whole lifecycle (its FlowRuns have no team label), shard a a run of
+/// its own, and each takes only its own Lease: a Lease name the chart does not grant (its
+/// hash differing from the operator's) is a denied call.
+#[tokio::test]
+async fn two_shard_install_grants_each_shard_what_it_does_and_nothing_more() {
+    prove_least_privilege(
+        &json!({"sharding": {"label": "team", "shards": [{"name": "a", "replicas": 1}]}}),
+        &["team-a"],
+    )
+    .await;
 }
 
 /// The chart's tenant ClusterRole, bound in a tenant namespace as docs/multi-tenancy.md says:
@@ -132,7 +146,15 @@ async fn prove_least_privilege(values: &Value, namespaces: &[&str]) {
     if let Some(kubeconfig) = std::env::var_os("FLOWRUN_TEST_KUBECONFIG") {
         return run_as_the_service_account(PathBuf::from(kubeconfig), &objects, namespaces).await;
     }
-    let grants = rbac::grants(&objects, RELEASE_NAMESPACE, "flowrun-operator");
+    // What the chart grants each of its ServiceAccounts (one per shard); the local cluster
+    // knows the operator as one user, so a call must be allowed to one of them.
+    let grants: Vec<rbac::Grant> = of_kind(&objects, "ServiceAccount")
+        .into_iter()
+        .flat_map(|account| {
+            let name = account["metadata"]["name"].as_str().expect("a name");
+            rbac::grants(&objects, RELEASE_NAMESPACE, name)
+        })
+        .collect();
     assert!(!grants.is_empty(), "the chart grants nothing");
 
     let cluster = AuditedCluster::start();
@@ -308,12 +330,30 @@ async fn apply(client: &kube::Client, object: &Value) {
     .unwrap_or_else(|error| panic!("apply {}/{name}: {error}", object["kind"]));
 }
 
-/// The operator's environment as the chart's Deployment sets it (every `FLOWRUN_*` variable is
-/// a flag's twin), with what the downward API would add.
-fn chart_env(objects: &[Value]) -> Vec<(String, String)> {
-    let [deployment] = of_kind(objects, "Deployment")[..] else {
-        panic!("the chart renders one Deployment");
-    };
+/// The operator's environment as each of the chart's Deployments sets it (every `FLOWRUN_*`
+/// variable is a flag's twin), with what the downward API would add; the one that serves
+/// FlowRuns without labels (the only one, or the catch-all shard) first.
+fn chart_envs(objects: &[Value]) -> Vec<Vec<(String, String)>> {
+    let mut envs: Vec<Vec<(String, String)>> = of_kind(objects, "Deployment")
+        .into_iter()
+        .map(deployment_env)
+        .collect();
+    envs.sort_by_key(|env| shard_label(env).is_some());
+    assert!(!envs.is_empty(), "the chart renders no Deployment");
+    envs
+}
+
+/// `(key, value)` a shard selects by (the chart's default `<label>=<name>`), `None` for the
+/// catch-all or an unsharded operator.
+fn shard_label(env: &[(String, String)]) -> Option<(String, String)> {
+    let (_, selector) = env
+        .iter()
+        .find(|(name, _)| name == "FLOWRUN_WATCH_LABEL_SELECTOR")?;
+    let (key, value) = selector.split_once('=')?;
+    Some((key.to_owned(), value.to_owned()))
+}
+
+fn deployment_env(deployment: &Value) -> Vec<(String, String)> {
     let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
         .expect("env is a list");
@@ -335,7 +375,8 @@ async fn run_lifecycle(cluster: &Cluster, objects: &[Value], namespaces: &[&str]
     install_crd(&admin, &FlowRunPolicy::crd()).await;
     install_crd(&admin, &FlowRunSchedule::crd()).await;
     let appflow = LocalAppFlow::start(FLOWS);
-    let env = chart_env(objects);
+    let envs = chart_envs(objects);
+    let env = &envs[0];
     assert!(
         env.contains(&("FLOWRUN_LEADER_ELECTION".to_owned(), "true".to_owned())),
         "{env:?}"
@@ -354,8 +395,8 @@ async fn run_lifecycle(cluster: &Cluster, objects: &[Value], namespaces: &[&str]
     ]
     .map(str::to_owned);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let start = || {
+    let start_with = |env: &[(String, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Operator::start_with_env(
             &cluster.operator_kubeconfig,
             "rbac",
@@ -364,6 +405,23 @@ async fn run_lifecycle(cluster: &Cluster, objects: &[Value], namespaces: &[&str]
             &env,
         )
     };
+    let start = || start_with(env);
+
+    // The other shards: each leads its own Lease and runs a FlowRun with its label.
+    for shard_env in &envs[1..] {
+        let (key, value) = shard_label(shard_env).expect("a shard selects KEY=VALUE");
+        let shard = start_with(shard_env);
+        wait_for_leader(&shard).await;
+        let flowruns: Api<FlowRun> = Api::namespaced(admin.clone(), namespaces[0]);
+        let name = format!("shard-{value}");
+        let mut flowrun = FlowRun::new(&name, FlowRunSpec::new("quick"));
+        flowrun.metadata.labels = Some([(key, value)].into());
+        flowruns
+            .create(&PostParams::default(), &flowrun)
+            .await
+            .unwrap_or_else(|error| panic!("create {name}: {error}"));
+        wait_for_phase(&flowruns, &name, Phase::Succeeded, &shard).await;
+    }
 
     let mut leader = start();
     wait_for_leader(&leader).await;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use flowrun_core::shard::{LabelSelector, lease_name};
 use jiff::SignedDuration;
 
 use super::parse_duration;
@@ -30,7 +31,8 @@ pub struct LeaderElectionArgs {
     )]
     pub namespace: Option<String>,
 
-    /// Name of the Lease
+    /// Name of the Lease; with --watch-label-selector, the start of it: `-` and a hash of the
+    /// selector follow
     #[arg(
         long = "leader-election-lease-name",
         env = "FLOWRUN_LEADER_ELECTION_LEASE_NAME",
@@ -57,11 +59,13 @@ pub struct LeaderElectionArgs {
 
 impl LeaderElectionArgs {
     /// `None` when leader election is off; an error names the flag to fix. `pod_namespace` and
-    /// `pod_name` come from the environment (the chart sets them from the downward API).
+    /// `pod_name` come from the environment (the chart sets them from the downward API); a
+    /// shard's `selector` names its own Lease.
     pub fn config(
         &self,
         pod_namespace: Option<String>,
         pod_name: Option<String>,
+        selector: Option<&LabelSelector>,
     ) -> Result<Option<leader::Config>, String> {
         if !self.enabled {
             return Ok(None);
@@ -100,7 +104,7 @@ impl LeaderElectionArgs {
         }
         Ok(Some(leader::Config {
             namespace,
-            lease_name: self.lease_name.clone(),
+            lease_name: lease_name(&self.lease_name, selector)?,
             identity: leader::identity(pod_name.as_deref()),
             lease_duration,
             renew_deadline,
@@ -126,9 +130,9 @@ mod tests {
 
     #[test]
     fn leader_election_is_off_unless_asked_for() {
-        assert_eq!(args(&[]).config(Some("ns".into()), None), Ok(None));
+        assert_eq!(args(&[]).config(Some("ns".into()), None, None), Ok(None));
         assert_eq!(
-            args(&["--leader-election=false"]).config(Some("ns".into()), None),
+            args(&["--leader-election=false"]).config(Some("ns".into()), None, None),
             Ok(None)
         );
         assert!(args(&["--leader-election"]).enabled);
@@ -141,6 +145,7 @@ mod tests {
             .config(
                 Some("flowrun-system".into()),
                 Some("flowrun-operator-7d9f".into()),
+                None,
             )
             .expect("defaults fit")
             .expect("on");
@@ -156,10 +161,18 @@ mod tests {
         assert_eq!(config.retry_period, Duration::from_secs(2));
 
         let flag_wins = args(&["--leader-election", "--leader-election-namespace=ops"])
-            .config(Some("flowrun-system".into()), None)
+            .config(Some("flowrun-system".into()), None, None)
             .expect("fits")
             .expect("on");
         assert_eq!(flag_wins.namespace, "ops");
+
+        // A shard's Lease is its own: the name gets a hash of the selector.
+        let selector: LabelSelector = "team=a".parse().expect("a selector");
+        let shard = args(&["--leader-election"])
+            .config(Some("ns".into()), None, Some(&selector))
+            .expect("fits")
+            .expect("on");
+        assert_eq!(shard.lease_name, "flowrun-operator-289b4946fe");
 
         let refusals: &[(&[&str], Option<&str>, &str)] = &[
             (
@@ -188,7 +201,7 @@ mod tests {
         ];
         for (flags, namespace, message) in refusals {
             let error = args(flags)
-                .config(namespace.map(str::to_owned), None)
+                .config(namespace.map(str::to_owned), None, None)
                 .expect_err("refused");
             assert!(error.contains(message), "{flags:?}: {error}");
         }

@@ -8,6 +8,7 @@ use clap::{Parser, ValueEnum};
 use jiff::SignedDuration;
 
 use flowrun_core::decide::Rules;
+use flowrun_core::shard::LabelSelector;
 
 mod leader_election;
 
@@ -33,6 +34,12 @@ pub struct Settings {
     /// Namespaces to watch, comma-separated [default: all namespaces]
     #[arg(long, env = "FLOWRUN_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
+
+    /// Serve only the FlowRuns and FlowRunSchedules whose labels match this selector (e.g.
+    /// team=payments, or !team for the catch-all shard); the Lease name gets a hash of it, so
+    /// each shard has its own leader [default: all]
+    #[arg(long, env = "FLOWRUN_WATCH_LABEL_SELECTOR", value_parser = parse_selector)]
+    pub watch_label_selector: Option<LabelSelector>,
 
     /// How many FlowRuns are reconciled at the same time, in all watched namespaces together
     #[arg(long, env = "FLOWRUN_CONCURRENCY", default_value_t = 32,
@@ -126,6 +133,11 @@ impl Settings {
     }
 }
 
+fn parse_selector(text: &str) -> Result<LabelSelector, String> {
+    text.parse()
+        .map_err(|error: flowrun_core::shard::InvalidSelector| error.to_string())
+}
+
 /// Accepts `30s`, `10m`, `1h 30m` or ISO 8601 (`PT30S`); refuses negative and zero durations.
 fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     let duration: SignedDuration = text
@@ -148,6 +160,24 @@ mod tests {
         assert_eq!(settings.not_found_grace, SignedDuration::from_mins(10));
         assert_eq!(settings.aws_timeout(), Duration::from_secs(30));
         assert!(settings.watch_namespaces.is_empty());
+        assert_eq!(settings.watch_label_selector, None);
+    }
+
+    #[test]
+    fn a_label_selector_is_parsed_and_a_bad_one_is_refused_naming_it() {
+        let settings =
+            Settings::try_parse_from(["flowrun-operator", "--watch-label-selector=team in (a, b)"])
+                .expect("flags parse");
+        let selector = settings.watch_label_selector.expect("a selector");
+        assert_eq!(selector.to_string(), "team in(a,b)");
+        let error =
+            Settings::try_parse_from(["flowrun-operator", "--watch-label-selector=team=a b"])
+                .expect_err("refused")
+                .to_string();
+        assert!(
+            error.contains("invalid label selector \"team=a b\""),
+            "{error}"
+        );
     }
 
     #[test]

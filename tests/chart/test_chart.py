@@ -79,6 +79,26 @@ MATRIX: dict[str, dict] = {
         }
     },
     "network-policy-closed": {"networkPolicy": {"enabled": True}},
+    "shards": {
+        "sharding": {
+            "label": "team",
+            "shards": [
+                {"name": "a"},
+                {
+                    "name": "b",
+                    "selector": "team in (b, c)",
+                    "replicas": 1,
+                    "aws": {"region": "eu-west-1", "roleArn": "arn:aws:iam::123456789012:role/flowrun-b"},
+                },
+            ],
+            "catchAll": {"replicas": 3, "aws": {"region": "us-east-1"}},
+        },
+        "serviceAccount": {"annotations": {"example.com/owner": "data"}},
+    },
+    "shards-namespace-scoped": {
+        "controller": {"watchNamespaces": ["team-a"]},
+        "sharding": {"label": "team", "shards": [{"name": "a"}], "catchAll": {"enabled": False}},
+    },
     "existing-service-account": {
         "serviceAccount": {"create": False, "name": "ops-robot"},
         "rbac": {"create": False},
@@ -330,6 +350,97 @@ def test_service_monitor_is_optional_and_scrapes_the_metrics_service() -> None:
         objects(merge(MATRIX["monitoring"], {"metrics": {"service": {"enabled": False}}}))
 
 
+def by_name(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in of_kind(docs, kind)}
+
+
+def env_of(deployment: dict) -> dict[str, str]:
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return {var["name"]: var.get("value") for var in container["env"]}
+
+
+def test_each_shard_is_a_deployment_with_its_selector_service_account_and_lease() -> None:
+    docs = objects(MATRIX["shards"])
+    deployments = by_name(docs, "Deployment")
+    assert set(deployments) == {f"{RELEASE}-a", f"{RELEASE}-b", f"{RELEASE}-catch-all"}
+    # (selector, replicas, region, the Lease the operator derives: tests flowrun-core's
+    # shard::tests names the same hashes)
+    expected = {
+        "a": ("team=a", 2, None, f"{RELEASE}-289b4946fe"),
+        "b": ("team in (b, c)", 1, "eu-west-1", f"{RELEASE}-db05b97f49"),
+        "catch-all": ("!team", 3, "us-east-1", f"{RELEASE}-8a0845ab99"),
+    }
+    roles = rules_by_role(docs)
+    accounts = by_name(docs, "ServiceAccount")
+    for shard, (selector, replicas, region, lease) in expected.items():
+        found = deployments[f"{RELEASE}-{shard}"]
+        env = env_of(found)
+        assert env["FLOWRUN_WATCH_LABEL_SELECTOR"] == selector
+        assert env["FLOWRUN_LEADER_ELECTION_LEASE_NAME"] == RELEASE
+        assert env.get("AWS_REGION") == region
+        assert found["spec"]["replicas"] == replicas
+        # Distinct pod selectors: no Deployment adopts another shard's pods.
+        assert found["spec"]["selector"]["matchLabels"]["appflow.flowrun.dev/shard"] == shard
+        pod = found["spec"]["template"]
+        assert pod["metadata"]["labels"]["appflow.flowrun.dev/shard"] == shard
+        assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-{shard}"
+        assert accounts[f"{RELEASE}-{shard}"]["metadata"]["annotations"]["example.com/owner"] == "data"
+        # Each shard may get and update its own Lease only.
+        lease_rules = roles[("Role", NAMESPACE, f"{RELEASE}-{shard}-leader-election")]
+        assert [rule.get("resourceNames") for rule in lease_rules] == [None, [lease]]
+        [binding] = [
+            b for b in of_kind(docs, "RoleBinding") if b["metadata"]["name"] == f"{RELEASE}-{shard}-leader-election"
+        ]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-{shard}", "namespace": NAMESPACE}]
+    assert accounts[f"{RELEASE}-b"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("role/flowrun-b")
+    assert "eks.amazonaws.com/role-arn" not in accounts[f"{RELEASE}-a"]["metadata"]["annotations"]
+    [binding] = of_kind(docs, "ClusterRoleBinding")
+    assert [subject["name"] for subject in binding["subjects"]] == [f"{RELEASE}-{s}" for s in ("a", "b", "catch-all")]
+    budgets = by_name(docs, "PodDisruptionBudget")
+    assert set(budgets) == {f"{RELEASE}-a", f"{RELEASE}-catch-all"}, "only shards with more than one replica"
+    assert budgets[f"{RELEASE}-a"]["spec"]["selector"]["matchLabels"]["appflow.flowrun.dev/shard"] == "a"
+
+
+def test_the_lease_hash_ignores_spaces_as_the_operator_does() -> None:
+    def lease(selector: str) -> str:
+        values = {"sharding": {"label": "team", "shards": [{"name": "a", "selector": selector}]}}
+        [role] = [r for r in of_kind(objects(values), "Role") if r["metadata"]["name"] == f"{RELEASE}-a-leader-election"]
+        return role["rules"][1]["resourceNames"][0]
+
+    assert lease(" team  ==  a ") == lease("team=a") == f"{RELEASE}-289b4946fe"
+    assert lease("team in ( b ,c )") == f"{RELEASE}-db05b97f49"
+
+
+def test_without_shards_there_is_one_deployment_as_before() -> None:
+    docs = objects()
+    [found] = of_kind(docs, "Deployment")
+    assert found["metadata"]["name"] == RELEASE
+    assert "FLOWRUN_WATCH_LABEL_SELECTOR" not in env_of(found)
+    assert "appflow.flowrun.dev/shard" not in found["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize(
+    ("sharding", "message"),
+    [
+        ({"shards": [{"name": "a"}]}, "sharding.label is required"),
+        ({"label": "team", "shards": [{"name": "a"}, {"name": "a"}]}, 'the name "a" is used twice'),
+        ({"label": "team", "shards": [{"name": "a", "selector": "tier=gold"}]}, "does not read sharding.label"),
+    ],
+)
+def test_shards_that_cannot_work_are_refused_naming_the_problem(sharding: dict, message: str) -> None:
+    with pytest.raises(helm.HelmError, match=message):
+        objects({"sharding": sharding})
+
+
+def test_a_shard_role_needs_its_own_service_account() -> None:
+    values = {
+        "serviceAccount": {"create": False, "name": "ops-robot"},
+        "sharding": {"label": "team", "shards": [{"name": "a", "aws": {"roleArn": "arn:aws:iam::123456789012:role/a"}}]},
+    }
+    with pytest.raises(helm.HelmError, match="needs serviceAccount.create"):
+        objects(values)
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -351,6 +462,10 @@ def test_service_monitor_is_optional_and_scrapes_the_metrics_service() -> None:
         ({"networkPolicy": {"metricsFrom": [{"namespace": "monitoring"}]}}, "at '/networkPolicy/metricsFrom/0'"),
         ({"networkPolicy": {"apiServerPorts": [0]}}, "at '/networkPolicy/apiServerPorts/0'"),
         ({"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": 12}}}, "got number, want string"),
+        ({"sharding": {"shards": [{"name": "Payments"}]}}, "at '/sharding/shards/0/name'"),
+        ({"sharding": {"shards": [{"name": "a", "replica": 2}]}}, "additional properties 'replica' not allowed"),
+        ({"sharding": {"catchAll": {"aws": {"roleArn": "payments"}}}}, "at '/sharding/catchAll/aws/roleArn'"),
+        ({"sharding": {"label": "team=a"}}, "at '/sharding/label'"),
     ],
 )
 def test_bad_values_are_refused_with_a_message_naming_them(values: dict, message: str) -> None:

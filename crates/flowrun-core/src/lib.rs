@@ -8,6 +8,7 @@
 //! - [`conditions`]: kstatus conditions merged; [`backoff`]: retry and poll delays.
 //! - [`schedule`]: what a FlowRunSchedule does at a slot, and when its slots are.
 //! - [`trim`]: what the watch cache may drop because the rules never read it.
+//! - [`shard`]: the label selector of a shard, its Lease name, its schedules' FlowRun labels.
 
 pub mod appflow;
 pub mod backoff;
@@ -15,4 +16,5 @@ pub mod conditions;
 pub mod decide;
 pub mod permit;
 pub mod schedule;
+pub mod shard;
 pub mod trim;

@@ -23,6 +23,7 @@ use kube_core::{Resource, ResourceExt};
 
 use crate::conditions::{DesiredCondition, merge};
 use crate::decide::{EventNote, EventType};
+use crate::shard::shard_labels;
 
 pub mod slots;
 
@@ -83,6 +84,9 @@ pub struct ScheduleObserved {
     pub now: Timestamp,
     /// The FlowRuns the schedule controls.
     pub children: Vec<Child>,
+    /// The label keys of this operator's shard selector (none without one): the FlowRuns a
+    /// schedule creates carry the schedule's values of them (see [`crate::shard`]).
+    pub shard_keys: Vec<String>,
 }
 
 /// How the slots of one decision went, for the metrics.
@@ -177,7 +181,7 @@ pub fn decide(schedule: &FlowRunSchedule, observed: &ScheduleObserved) -> Schedu
         }
     };
 
-    run_now(schedule, &mut decision, &mut status);
+    run_now(schedule, &observed.shard_keys, &mut decision, &mut status);
     prune_history(schedule, observed, &mut decision);
     status.last_successful_time =
         last_success(current.last_successful_time.as_ref(), &observed.children);
@@ -265,9 +269,13 @@ fn run_due_slot(
                         ),
                     );
                 }
-                decision
-                    .create
-                    .push(child_flowrun(schedule, &name, Some(due), None));
+                decision.create.push(child_flowrun(
+                    schedule,
+                    &name,
+                    Some(due),
+                    None,
+                    &observed.shard_keys,
+                ));
                 decision.slots.started += 1;
                 status.last_schedule_time = Some(Time(due));
                 decision.event(
@@ -306,6 +314,7 @@ fn run_due_slot(
 /// The run-now annotation: one FlowRun per new value, whatever the schedule says.
 fn run_now(
     schedule: &FlowRunSchedule,
+    shard_keys: &[String],
     decision: &mut ScheduleDecision,
     status: &mut FlowRunScheduleStatus,
 ) {
@@ -328,9 +337,13 @@ fn run_now(
         );
         return;
     }
-    decision
-        .create
-        .push(child_flowrun(schedule, &name, None, Some(value)));
+    decision.create.push(child_flowrun(
+        schedule,
+        &name,
+        None,
+        Some(value),
+        shard_keys,
+    ));
     decision.slots.started += 1;
     decision.event(
         EventType::Normal,
@@ -468,9 +481,11 @@ fn conditions(
 /// --from=flowrunschedule/NAME`), as `kubectl create job --from=cronjob/NAME` makes a Job. It
 /// is controlled by the schedule like a slot's FlowRun, so it counts as active for the
 /// concurrency policy and is kept in (and pruned from) the history. Without a `name` the API
-/// server names it from `<schedule>-manual-`.
+/// server names it from `<schedule>-manual-`. The caller cannot know the operators' shard keys,
+/// so every label of the schedule counts as one: the FlowRun lands in the schedule's shard.
 pub fn manual_flowrun(schedule: &FlowRunSchedule, name: Option<&str>) -> FlowRun {
-    let mut flowrun = child_flowrun(schedule, name.unwrap_or_default(), None, None);
+    let schedule_keys: Vec<String> = schedule.labels().keys().cloned().collect();
+    let mut flowrun = child_flowrun(schedule, name.unwrap_or_default(), None, None, &schedule_keys);
     if name.is_none() {
         flowrun.metadata.name = None;
         flowrun.metadata.generate_name = Some(format!("{}-manual-", schedule.name_any()));
@@ -478,16 +493,18 @@ pub fn manual_flowrun(schedule: &FlowRunSchedule, name: Option<&str>) -> FlowRun
     flowrun
 }
 
-/// The FlowRun of a slot (`slot`) or of a run-now request (`run_now`), from the template.
+/// The FlowRun of a slot (`slot`) or of a run-now request (`run_now`), from the template, with
+/// the schedule's shard labels.
 fn child_flowrun(
     schedule: &FlowRunSchedule,
     name: &str,
     slot: Option<Timestamp>,
     run_now: Option<&str>,
+    shard_keys: &[String],
 ) -> FlowRun {
     let template = &schedule.spec.flow_run_template;
     let metadata = template.metadata.clone().unwrap_or_default();
-    let mut labels: BTreeMap<String, String> = metadata.labels;
+    let mut labels = shard_labels(metadata.labels, schedule.labels(), shard_keys);
     labels.insert(SCHEDULE_LABEL.to_owned(), schedule.name_any());
     let mut annotations: BTreeMap<String, String> = metadata.annotations;
     if let Some(slot) = slot {

@@ -45,6 +45,7 @@ fn observed(now: &str, children: Vec<Child>) -> ScheduleObserved {
     ScheduleObserved {
         now: utc(now),
         children,
+        shard_keys: vec![],
     }
 }
 
@@ -211,6 +212,49 @@ fn counting_missed_slots_is_capped() {
         slots.count_between(from, utc("2026-03-01T00:00:00Z")),
         MISSED_COUNT_LIMIT
     );
+}
+
+#[test]
+fn a_shards_schedule_gives_its_flowruns_its_own_shard_labels() {
+    let mut schedule = handled_until(
+        schedule_of("  schedule: '*/5 * * * *'\n"),
+        "2026-06-01T10:00:00Z",
+    );
+    schedule.spec.flow_run_template.metadata = Some(flowrun_api::schedule::TemplateMetadata {
+        labels: [("team", "b"), ("app", "crm")]
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .into(),
+        annotations: BTreeMap::new(),
+    });
+    schedule
+        .annotations_mut()
+        .insert(RUN_NOW_ANNOTATION.to_owned(), "now-1".to_owned());
+    let at = |labels: &[(&str, &str)], shard_keys: &[&str]| {
+        let mut schedule = schedule.clone();
+        *schedule.labels_mut() = labels
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        let mut observed = observed("2026-06-01T10:05:00Z", vec![]);
+        observed.shard_keys = shard_keys.iter().map(|key| (*key).to_owned()).collect();
+        let decision = decide(&schedule, &observed);
+        assert_eq!(decision.create.len(), 2, "a slot and a run-now");
+        decision
+            .create
+            .iter()
+            .map(|flowrun| {
+                let labels = flowrun.labels();
+                (labels.get("team").cloned(), labels["app"].clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    let team = |value: Option<&str>| vec![(value.map(str::to_owned), "crm".to_owned()); 2];
+    // The schedule's value of the shard key wins over the template's.
+    assert_eq!(at(&[("team", "a")], &["team"]), team(Some("a")));
+    // A catch-all schedule (no shard label) makes FlowRuns without one.
+    assert_eq!(at(&[], &["team"]), team(None));
+    // Not sharded: the template as written.
+    assert_eq!(at(&[("team", "a")], &[]), team(Some("b")));
 }
 
 #[test]
@@ -422,6 +466,7 @@ fn starting_deadline_skips_a_slot_seen_too_late() {
             &ScheduleObserved {
                 now,
                 children: vec![],
+                shard_keys: vec![],
             },
         );
         assert_eq!(
