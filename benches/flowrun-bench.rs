@@ -342,7 +342,10 @@ async fn main() {
     }
 
     // Only when asked for by name: it keeps 100,000 FlowRuns in the cluster.
-    if only.as_ref().is_some_and(|only| only.iter().any(|o| o == "scale")) {
+    if only
+        .as_ref()
+        .is_some_and(|only| only.iter().any(|o| o == "scale"))
+    {
         let (n, running) = sizes.scale;
         println!("== scale: {n} FlowRuns kept, {running} of them running");
         scale::scale(n, running, &mut table).await;
@@ -875,9 +878,7 @@ async fn economy(n: usize, table: &mut Table) {
         counts
             .iter()
             .filter(|((user, verb, res), _)| {
-                user == OPERATOR_USER
-                    && res == resource
-                    && WRITE_VERBS.contains(&verb.as_str())
+                user == OPERATOR_USER && res == resource && WRITE_VERBS.contains(&verb.as_str())
             })
             .map(|(_, count)| *count)
             .sum::<u64>() as f64

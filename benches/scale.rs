@@ -22,7 +22,6 @@ use super::support::flowruns::World;
 use super::support::operator::Operator;
 use super::{FLOWS, Table, audit_counts, epoch_seconds, start_operator_with};
 
-
 const SEED_CONCURRENCY: usize = 64;
 /// The finished FlowRuns' flow: any AppFlow call naming it is caused by a finished FlowRun.
 const FINISHED_FLOW: &str = "life";
@@ -34,7 +33,9 @@ fn team(i: usize) -> &'static str {
 
 fn labelled(name: &str, flow: &str, team: &str) -> FlowRun {
     let mut flowrun = FlowRun::new(name, FlowRunSpec::new(flow));
-    flowrun.labels_mut().insert("team".to_owned(), team.to_owned());
+    flowrun
+        .labels_mut()
+        .insert("team".to_owned(), team.to_owned());
     flowrun
 }
 
@@ -44,7 +45,10 @@ async fn seed_finished(api: &Api<FlowRun>, name: String, team: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match api
-            .create(&PostParams::default(), &labelled(&name, FINISHED_FLOW, team))
+            .create(
+                &PostParams::default(),
+                &labelled(&name, FINISHED_FLOW, team),
+            )
             .await
         {
             Ok(_) => break,
@@ -160,9 +164,12 @@ pub async fn scale(n: usize, running: usize, table: &mut Table) {
         .map(|(i, name)| {
             let api = api.clone();
             async move {
-                api.create(&PostParams::default(), &labelled(name, RUNNING_FLOW, team(i)))
-                    .await
-                    .unwrap_or_else(|error| panic!("create {name}: {error}"));
+                api.create(
+                    &PostParams::default(),
+                    &labelled(name, RUNNING_FLOW, team(i)),
+                )
+                .await
+                .unwrap_or_else(|error| panic!("create {name}: {error}"));
             }
         })
         .buffer_unordered(SEED_CONCURRENCY)
@@ -171,9 +178,12 @@ pub async fn scale(n: usize, running: usize, table: &mut Table) {
     {
         let mut starter = start_operator_with(&world, &[]);
         world
-            .wait_all(running, Duration::from_secs(300), Some(&starter), |flowrun| {
-                flowrun.phase() == Phase::Running
-            })
+            .wait_all(
+                running,
+                Duration::from_secs(300),
+                Some(&starter),
+                |flowrun| flowrun.phase() == Phase::Running,
+            )
             .await;
         starter.terminate(Duration::from_secs(30));
     }
@@ -224,9 +234,13 @@ pub async fn scale(n: usize, running: usize, table: &mut Table) {
 
     // Two shards, started together, each with half.
     let from = epoch_seconds();
+    let (shard_a, shard_b) = (
+        ["--watch-label-selector=team=a".to_owned()],
+        ["--watch-label-selector=team=b".to_owned()],
+    );
     let (a, b) = tokio::join!(
-        start_and_measure(&world, &["--watch-label-selector=team=a".to_owned()]),
-        start_and_measure(&world, &["--watch-label-selector=team=b".to_owned()]),
+        start_and_measure(&world, &shard_a),
+        start_and_measure(&world, &shard_b),
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
     let mut shards = Vec::new();
@@ -237,7 +251,10 @@ pub async fn scale(n: usize, running: usize, table: &mut Table) {
     let finished_calls = calls_for(&world, FINISHED_FLOW, from).await;
     for (shard, (_, start)) in ["team=a", "team=b"].iter().zip(&shards) {
         table.add(
-            format!("Scale: shard {shard} ({} FlowRuns): start to ready / RSS / peak", n / 2),
+            format!(
+                "Scale: shard {shard} ({} FlowRuns): start to ready / RSS / peak",
+                n / 2
+            ),
             format!(
                 "{:.1} s / {:.0} / {:.0} MiB",
                 start.ready.as_secs_f64(),

@@ -485,7 +485,13 @@ fn conditions(
 /// so every label of the schedule counts as one: the FlowRun lands in the schedule's shard.
 pub fn manual_flowrun(schedule: &FlowRunSchedule, name: Option<&str>) -> FlowRun {
     let schedule_keys: Vec<String> = schedule.labels().keys().cloned().collect();
-    let mut flowrun = child_flowrun(schedule, name.unwrap_or_default(), None, None, &schedule_keys);
+    let mut flowrun = child_flowrun(
+        schedule,
+        name.unwrap_or_default(),
+        None,
+        None,
+        &schedule_keys,
+    );
     if name.is_none() {
         flowrun.metadata.name = None;
         flowrun.metadata.generate_name = Some(format!("{}-manual-", schedule.name_any()));
