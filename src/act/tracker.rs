@@ -1,19 +1,27 @@
 //! Act, for runs in progress: finds a run's record in its flow's history, with one history read
 //! per flow per tick however many FlowRuns of that flow are running.
 //!
-//! Each flow has a snapshot of its recent history behind an async lock. The first reconcile of
-//! a tick reads the history (paging until it reaches records older than the run it looks for);
-//! the reconciles of the other runs of that flow wait on the lock and are served from the
-//! snapshot. A snapshot holds one read of one flow's recent history and is replaced by the
-//! next read, so memory grows with the number of flows, not of runs.
+//! Each flow has the snapshot of its last history read. The first lookup of a tick reads the
+//! history (paging until it reaches records older than the run it looks for) while holding the
+//! flow's reader lock; the lookups of the other runs of that flow wait on the lock and are served
+//! from the new snapshot. A snapshot holds one read of one flow's recent history and is replaced
+//! by the next read, so memory grows with the number of flows, not of runs.
+//!
+//! A read can take long: the SDK retries throttled pages, and a hanging AppFlow holds it until
+//! the AWS timeout. Lookups that give up waiting for it are answered from the last snapshot, and
+//! a final record (Successful, Error, Canceled) is served from any snapshot, however old, since
+//! it never changes: a run that ended is seen as soon as one read has listed it, not only by a
+//! lookup that happens to come within a tick of a read that succeeded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
 use super::appflow::{AppFlow, AppFlowError, ExecutionRecord, FlowKey};
+// tokio's clock, which the tick's timeout uses too (and tests can pause).
+use tokio::time::Instant;
 
 /// Runs are searched from this long before their recorded start, for clocks that disagree.
 const CLOCK_SKEW_ALLOWANCE: SignedDuration = SignedDuration::from_mins(5);
@@ -21,7 +29,17 @@ const CLOCK_SKEW_ALLOWANCE: SignedDuration = SignedDuration::from_mins(5);
 pub struct ExecutionTracker {
     /// How long a snapshot serves lookups: the shortest poll interval.
     tick: Duration,
-    flows: Mutex<HashMap<FlowKey, Arc<tokio::sync::Mutex<Snapshot>>>>,
+    flows: Mutex<HashMap<FlowKey, Arc<FlowHistory>>>,
+}
+
+#[derive(Default)]
+struct FlowHistory {
+    /// The last read that succeeded, shared with the lookups while the next read is going on.
+    latest: Mutex<Arc<Snapshot>>,
+    /// Held by the one lookup that reads the history. It keeps the last read's failure: until a
+    /// tick has passed, lookups get that error instead of each reading (and, when AppFlow hangs,
+    /// waiting out the AWS timeout) in turn.
+    reader: tokio::sync::Mutex<Option<(Instant, AppFlowError)>>,
 }
 
 #[derive(Default)]
@@ -30,14 +48,30 @@ struct Snapshot {
     /// The history was read back to records started before this time, or to its end (`None`).
     covers_since: Option<Timestamp>,
     records: HashMap<String, ExecutionRecord>,
-    /// The last read failed: until a tick has passed, lookups get its error instead of each
-    /// reading (and, when AppFlow hangs, waiting out the AWS timeout) in turn.
-    failed: Option<(Instant, AppFlowError)>,
 }
 
 impl Snapshot {
-    fn covers(&self, since: Timestamp) -> bool {
-        self.covers_since.is_none_or(|covered| covered <= since)
+    /// What this snapshot can tell about `execution_id` without a new read: its record when
+    /// that is final or the snapshot is fresh, `None` (not listed yet) when a fresh snapshot
+    /// reaches back past the run's start, else nothing (`Err`: read again).
+    fn answer(
+        &self,
+        execution_id: &str,
+        since: Timestamp,
+        tick: Duration,
+    ) -> Result<Option<ExecutionRecord>, ()> {
+        let fresh = self.read_at.is_some_and(|read_at| read_at.elapsed() < tick);
+        match self.records.get(execution_id) {
+            Some(record) if fresh || record.is_final() => Ok(Some(record.clone())),
+            _ if fresh && self.covers_since.is_none_or(|covered| covered <= since) => Ok(None),
+            _ => Err(()),
+        }
+    }
+}
+
+impl FlowHistory {
+    fn latest(&self) -> Arc<Snapshot> {
+        crate::lock(&self.latest).clone()
     }
 }
 
@@ -51,7 +85,8 @@ impl ExecutionTracker {
 
     /// The record of `execution_id`, a run started at `started` (as the operator recorded it).
     /// `None` means no news: AppFlow does not list the run yet (it is still starting), or
-    /// another lookup has been reading the flow's history for longer than a tick.
+    /// another lookup has been reading the flow's history for longer than a tick and the last
+    /// read did not list it.
     pub async fn find<A: AppFlow>(
         &self,
         appflow: &A,
@@ -60,42 +95,40 @@ impl ExecutionTracker {
         started: Timestamp,
     ) -> Result<Option<ExecutionRecord>, AppFlowError> {
         let since = started - CLOCK_SKEW_ALLOWANCE;
-        let entry = self.entry(flow);
+        let history = self.entry(flow);
+        if let Ok(answer) = history.latest().answer(execution_id, since, self.tick) {
+            return Ok(answer);
+        }
         // Every waiting lookup holds one of the controller's concurrency slots: when a read hangs
         // until the AWS timeout, the runs of that flow must not hold them all and starve the
-        // other flows. Past a tick, a waiter gives up with no news and is polled again later.
-        let Ok(mut snapshot) = tokio::time::timeout(self.tick, entry.lock()).await else {
-            return Ok(None);
+        // other flows. Past a tick, a waiter takes the last read's news and is polled again.
+        let Ok(mut failure) = tokio::time::timeout(self.tick, history.reader.lock()).await else {
+            return Ok(history.latest().records.get(execution_id).cloned());
         };
-        if let Some((failed_at, error)) = &snapshot.failed
+        // The lookup that held the lock before may have just read.
+        if let Ok(answer) = history.latest().answer(execution_id, since, self.tick) {
+            return Ok(answer);
+        }
+        if let Some((failed_at, error)) = &*failure
             && failed_at.elapsed() < self.tick
         {
             return Err(error.clone());
         }
-        let fresh = snapshot
-            .read_at
-            .is_some_and(|read_at| read_at.elapsed() < self.tick);
-        if fresh {
-            if let Some(record) = snapshot.records.get(execution_id) {
-                return Ok(Some(record.clone()));
-            }
-            if snapshot.covers(since) {
-                return Ok(None);
-            }
-        }
         match read_history(appflow, flow, since).await {
             Ok(read) => {
-                *snapshot = read;
-                Ok(snapshot.records.get(execution_id).cloned())
+                *failure = None;
+                let answer = read.records.get(execution_id).cloned();
+                *crate::lock(&history.latest) = Arc::new(read);
+                Ok(answer)
             }
             Err(error) => {
-                snapshot.failed = Some((Instant::now(), error.clone()));
+                *failure = Some((Instant::now(), error.clone()));
                 Err(error)
             }
         }
     }
 
-    fn entry(&self, flow: &FlowKey) -> Arc<tokio::sync::Mutex<Snapshot>> {
+    fn entry(&self, flow: &FlowKey) -> Arc<FlowHistory> {
         crate::lock(&self.flows)
             .entry(flow.clone())
             .or_default()
@@ -111,9 +144,7 @@ async fn read_history<A: AppFlow>(
 ) -> Result<Snapshot, AppFlowError> {
     let mut snapshot = Snapshot {
         read_at: Some(Instant::now()),
-        covers_since: None,
-        records: HashMap::new(),
-        failed: None,
+        ..Snapshot::default()
     };
     let mut next_token: Option<String> = None;
     loop {
@@ -329,6 +360,91 @@ mod tests {
         assert_eq!(other, Ok(None), "no news");
         assert_eq!(waited.elapsed(), Duration::from_millis(50), "one tick");
         assert_eq!(broken.calls.load(Ordering::SeqCst), 1, "one read in flight");
+        hanging.abort();
+    }
+
+    /// One history read answers `records`; every read after it hangs.
+    struct AnswersOnceThenHangs {
+        records: Vec<ExecutionRecord>,
+        calls: AtomicUsize,
+    }
+
+    impl AppFlow for AnswersOnceThenHangs {
+        async fn start_flow(&self, _: &StartFlowRequest) -> Result<StartedFlow, AppFlowError> {
+            unreachable!("the tracker never starts flows")
+        }
+
+        async fn describe_execution_records(
+            &self,
+            _: &FlowKey,
+            _: Option<&str>,
+        ) -> Result<RecordsPage, AppFlowError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
+                std::future::pending::<()>().await;
+            }
+            Ok(RecordsPage {
+                records: self.records.clone(),
+                next_token: None,
+            })
+        }
+
+        async fn cancel_flow_executions(
+            &self,
+            _: &FlowKey,
+            _: &[String],
+        ) -> Result<Vec<String>, AppFlowError> {
+            unreachable!("the tracker never cancels")
+        }
+
+        async fn stop_flow(&self, _: &FlowKey) -> Result<StoppedFlow, AppFlowError> {
+            unreachable!("the tracker never stops flows")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_a_read_hangs_an_ended_run_is_seen_at_once_and_the_others_get_the_last_news() {
+        let started = at("2026-11-25T12:00:00Z");
+        let record = |id: &str, status: &str| ExecutionRecord {
+            execution_id: id.into(),
+            status: status.into(),
+            started_at: Some(started),
+            ..ExecutionRecord::default()
+        };
+        let appflow = Arc::new(AnswersOnceThenHangs {
+            records: vec![record("ended", "Successful"), record("going", "InProgress")],
+            calls: AtomicUsize::new(0),
+        });
+        let tick = Duration::from_millis(50);
+        let tracker = Arc::new(ExecutionTracker::new(tick));
+        let find = |id: &'static str| {
+            let (appflow, tracker) = (appflow.clone(), tracker.clone());
+            async move { tracker.find(&*appflow, &flow(), id, started).await }
+        };
+        assert_eq!(find("going").await, Ok(Some(record("going", "InProgress"))));
+        tokio::time::sleep(2 * tick).await;
+        let hanging = tokio::spawn(find("going"));
+        while appflow.calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+
+        let asked = tokio::time::Instant::now();
+        assert_eq!(find("ended").await, Ok(Some(record("ended", "Successful"))));
+        assert_eq!(
+            asked.elapsed(),
+            Duration::ZERO,
+            "a final record never waits"
+        );
+        assert_eq!(find("going").await, Ok(Some(record("going", "InProgress"))));
+        assert_eq!(
+            asked.elapsed(),
+            tick,
+            "the others wait one tick for the last news"
+        );
+        assert_eq!(
+            appflow.calls.load(Ordering::SeqCst),
+            2,
+            "one read in flight"
+        );
         hanging.abort();
     }
 

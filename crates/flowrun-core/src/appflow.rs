@@ -57,6 +57,13 @@ pub struct ExecutionRecord {
     pub error_message: Option<String>,
 }
 
+impl ExecutionRecord {
+    /// AppFlow's final execution statuses: a record in one of them never changes again.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "Successful" | "Error" | "Canceled")
+    }
+}
+
 /// How the decision logic treats a failed call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureKind {
