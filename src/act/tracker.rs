@@ -177,10 +177,11 @@ mod tests {
     use crate::act::appflow::{RecordsPage, StartFlowRequest, StartedFlow, StoppedFlow};
 
     /// A flow history of `runs` records, newest first, one per minute before `newest`, served
-    /// in pages of `page_size`.
+    /// in pages of `page_size`; the reads after the first `answered` hang.
     struct History {
         records: Vec<ExecutionRecord>,
         page_size: usize,
+        answered: usize,
         calls: AtomicUsize,
     }
 
@@ -202,6 +203,7 @@ mod tests {
             History {
                 records,
                 page_size,
+                answered: usize::MAX,
                 calls: AtomicUsize::new(0),
             }
         }
@@ -217,7 +219,9 @@ mod tests {
             _: &FlowKey,
             next_token: Option<&str>,
         ) -> Result<RecordsPage, AppFlowError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.calls.fetch_add(1, Ordering::SeqCst) >= self.answered {
+                std::future::pending::<()>().await;
+            }
             let offset: usize = next_token.map_or(0, |token| token.parse().expect("our token"));
             let end = (offset + self.page_size).min(self.records.len());
             Ok(RecordsPage {
@@ -363,78 +367,36 @@ mod tests {
         hanging.abort();
     }
 
-    /// One history read answers `records`; every read after it hangs.
-    struct AnswersOnceThenHangs {
-        records: Vec<ExecutionRecord>,
-        calls: AtomicUsize,
-    }
-
-    impl AppFlow for AnswersOnceThenHangs {
-        async fn start_flow(&self, _: &StartFlowRequest) -> Result<StartedFlow, AppFlowError> {
-            unreachable!("the tracker never starts flows")
-        }
-
-        async fn describe_execution_records(
-            &self,
-            _: &FlowKey,
-            _: Option<&str>,
-        ) -> Result<RecordsPage, AppFlowError> {
-            if self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
-                std::future::pending::<()>().await;
-            }
-            Ok(RecordsPage {
-                records: self.records.clone(),
-                next_token: None,
-            })
-        }
-
-        async fn cancel_flow_executions(
-            &self,
-            _: &FlowKey,
-            _: &[String],
-        ) -> Result<Vec<String>, AppFlowError> {
-            unreachable!("the tracker never cancels")
-        }
-
-        async fn stop_flow(&self, _: &FlowKey) -> Result<StoppedFlow, AppFlowError> {
-            unreachable!("the tracker never stops flows")
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn while_a_read_hangs_an_ended_run_is_seen_at_once_and_the_others_get_the_last_news() {
-        let started = at("2026-11-25T12:00:00Z");
-        let record = |id: &str, status: &str| ExecutionRecord {
-            execution_id: id.into(),
-            status: status.into(),
-            started_at: Some(started),
-            ..ExecutionRecord::default()
-        };
-        let appflow = Arc::new(AnswersOnceThenHangs {
-            records: vec![record("ended", "Successful"), record("going", "InProgress")],
-            calls: AtomicUsize::new(0),
-        });
+        // run-0 ended, run-1 goes on; one read answers, the next hangs.
+        let mut history = History::new(2, 100);
+        history.records[0].status = "Successful".into();
+        history.answered = 1;
+        let (ended, going) = (history.records[0].clone(), history.records[1].clone());
+        let started = going.started_at.expect("started");
+        let appflow = Arc::new(history);
         let tick = Duration::from_millis(50);
         let tracker = Arc::new(ExecutionTracker::new(tick));
         let find = |id: &'static str| {
             let (appflow, tracker) = (appflow.clone(), tracker.clone());
             async move { tracker.find(&*appflow, &flow(), id, started).await }
         };
-        assert_eq!(find("going").await, Ok(Some(record("going", "InProgress"))));
+        assert_eq!(find("run-1").await, Ok(Some(going.clone())));
         tokio::time::sleep(2 * tick).await;
-        let hanging = tokio::spawn(find("going"));
+        let hanging = tokio::spawn(find("run-1"));
         while appflow.calls.load(Ordering::SeqCst) < 2 {
             tokio::task::yield_now().await;
         }
 
         let asked = tokio::time::Instant::now();
-        assert_eq!(find("ended").await, Ok(Some(record("ended", "Successful"))));
+        assert_eq!(find("run-0").await, Ok(Some(ended)));
         assert_eq!(
             asked.elapsed(),
             Duration::ZERO,
             "a final record never waits"
         );
-        assert_eq!(find("going").await, Ok(Some(record("going", "InProgress"))));
+        assert_eq!(find("run-1").await, Ok(Some(going)));
         assert_eq!(
             asked.elapsed(),
             tick,
