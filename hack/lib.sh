@@ -62,11 +62,21 @@ python_venv() {
 
 # cargo_tool CRATE VERSION: a cargo subcommand installed once (cargo install --locked) into
 # <cache>/cargo-tools/CRATE-VERSION; prints its bin directory.
+# Concurrent callers (test processes) install once.
 cargo_tool() {
   local root=$FLOWRUN_CACHE/cargo-tools/$1-$2
   if [[ ! -x $root/bin/$1 ]]; then
-    log "installing $1 $2 into $root (once, a few minutes on 2 cores)"
-    cargo install --locked --quiet --root "$root" "$1@$2" >&2 || die "cargo install --locked $1@$2 failed"
+    mkdir -p "$FLOWRUN_CACHE/cargo-tools"
+    exec 9>"$root.lock"
+    flock 9
+    if [[ ! -x $root/bin/$1 ]]; then
+      log "installing $1 $2 into $root (once, a few minutes on 2 cores)"
+      # Without the tools' own fat LTO and single codegen unit, which cost minutes of CPU for
+      # a faster tool we would not notice.
+      CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        cargo install --locked --quiet --root "$root" "$1@$2" >&2 || die "cargo install --locked $1@$2 failed"
+    fi
+    exec 9>&-
   fi
   printf '%s\n' "$root/bin"
 }
