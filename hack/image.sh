@@ -136,6 +136,7 @@ ensure_debs() {
 # writes no serial number and that time as the SBOM's timestamp.
 sbom() {
   local file=$1 epoch=$2 bin host name
+  need python3
   bin=$(cargo_tool cargo-cyclonedx "$CYCLONEDX_VERSION")
   host=$(rustc -vV | sed -n 's/^host: //p')
   # It writes one SBOM beside each workspace member's Cargo.toml: a name of this process's own

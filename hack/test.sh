@@ -46,7 +46,7 @@ stage "release binary, as the Dockerfile builds it (tested by tests/release.rs)"
 cargo build --release --locked --bin flowrun-operator
 export FLOWRUN_RELEASE_BINARY=$PWD/target/release/flowrun-operator
 
-stage "container tools from Debian's packages: runc, umoci, skopeo (tests/image.rs; fetched once into the cache)"
+stage "container tools from Debian's packages: runc, umoci, skopeo, and cargo-cyclonedx (tests/image.rs; installed once into the cache)"
 "$FLOWRUN_HACK_DIR/image.sh" tools >/dev/null
 
 if [[ -z ${FLOWRUN_TEST_KUBECONFIG:-} ]]; then
