@@ -70,9 +70,10 @@ cargo_tool() {
     exec 9>"$root.lock"
     flock 9
     if [[ ! -x $root/bin/$1 ]]; then
-      log "installing $1 $2 into $root (once, a few minutes on 2 cores)"
-      # Without the tools' own fat LTO and single codegen unit, which cost minutes of CPU for
-      # a faster tool we would not notice.
+      log "installing $1 $2 into $root (once; cargo-deny and cargo-cyclonedx took about 10 minutes each on 2 busy cores)"
+      # Without the tools' own release profile (fat or thin LTO, one codegen unit for
+      # cargo-deny), the slowest way to compile them: a check of a few seconds does not need
+      # the last percent of speed.
       CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
         cargo install --locked --quiet --root "$root" "$1@$2" >&2 || die "cargo install --locked $1@$2 failed"
     fi
