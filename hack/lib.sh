@@ -70,7 +70,7 @@ cargo_tool() {
     exec 9>"$root.lock"
     flock 9
     if [[ ! -x $root/bin/$1 ]]; then
-      log "installing $1 $2 into $root (once; cargo-deny and cargo-cyclonedx took about 10 minutes each on 2 busy cores)"
+      log "installing $1 $2 into $root (once; cargo-deny and cargo-cyclonedx took 10 to 18 minutes each on 2 busy cores)"
       # Without the tools' own release profile (fat or thin LTO, one codegen unit for
       # cargo-deny), the slowest way to compile them: a check of a few seconds does not need
       # the last percent of speed.
