@@ -12,25 +12,31 @@
 #   /etc/passwd, /etc/group, /etc/nsswitch.conf  root, nobody and nonroot (65532), as distroless
 #   /var/lib/dpkg/status.d/<package>  the packages' control data, where scanners (Trivy,
 #                      Grype, Syft) look for a distroless image's packages
+#   /usr/local/share/doc/flowrun-operator/sbom.cdx.json  the binary's crates, a CycloneDX SBOM
+#                      made by cargo-cyclonedx from `cargo metadata` (see sbom below)
 # No shell, no package manager, nothing else. The image config matches the Dockerfile's
 # (tests/image.rs checks it): user 65532:65532, entrypoint, port 8080, org.opencontainers labels.
 #
 # Tools (Debian bookworm packages, unpacked into <cache>/image-tools): GNU tar writes the layer
 # (it has every switch a reproducible tar needs); umoci makes the OCI image layout, its config
 # and manifest with given timestamps, and unpacks the image into a runtime bundle for runc;
-# skopeo converts the layout into a `docker load`-able archive; runc runs it (the test). No
+# skopeo converts the layout into a `docker load`-able archive; runc runs it (the test);
+# cargo-cyclonedx (cargo install into <cache>/cargo-tools) writes the SBOM. No
 # buildah: it needs a containers storage (overlay or vfs) under /var/lib/containers and keeps
 # the image there, where umoci works on a plain directory.
 #
 # Reproducible: every timestamp is SOURCE_DATE_EPOCH (default: the time of the last commit),
-# tar entries are sorted with fixed owners, gzip writes no name or time, so the same binary,
-# packages and epoch give the same digest.
+# tar entries are sorted with fixed owners, gzip writes no name or time, the SBOM has no serial
+# number and the epoch as its time, so the same sources, binary, packages and epoch give the
+# same digest.
 #
 # Usage: hack/image.sh build [--out DIR]  build the image (cached by its inputs under
 #                                         <cache>/image/) and print its directory: oci/ (the
 #                                         layout, tag = version), image.tar (docker load -i),
-#                                         digest (the manifest's), packages (Debian versions)
-#        hack/image.sh tools              fetch runc, umoci and skopeo; print their bin dir
+#                                         digest (the manifest's), packages (Debian versions),
+#                                         sbom.cdx.json (the SBOM the image carries)
+#        hack/image.sh tools              fetch runc, umoci and skopeo, install cargo-cyclonedx;
+#                                         print runc's, umoci's and skopeo's bin dir
 #        hack/image.sh refresh            take the Debian packages' current versions (builds
 #                                         otherwise reuse the ones first downloaded)
 # Environment:
@@ -54,6 +60,9 @@ RUNTIME_PKGS=(libc6 libgcc-s1 ca-certificates base-files)
 # skopeo links libgpgme, which a minimal Debian lacks; its own dependencies are there.
 SKOPEO_LIBS=(libgpgme11 libassuan0 libgpg-error0)
 REPOSITORY=ghcr.io/flowrun-dev/flowrun-operator
+CYCLONEDX_VERSION=0.5.9
+# Where the image carries its SBOM, beside the binary's /usr/local/bin.
+SBOM_PATH=usr/local/share/doc/flowrun-operator/sbom.cdx.json
 
 # ------------------------------------------------------------------------ tools ------
 
@@ -119,11 +128,60 @@ ensure_debs() {
   mv "$resolved.tmp" "$resolved"
 }
 
-# make_rootfs DIR BINARY DEBS: the image's whole filesystem.
+# sbom FILE EPOCH: the CycloneDX SBOM (JSON, spec 1.5) of the operator binary into FILE: the
+# flowrun-operator package's normal dependencies, transitively (no build or dev dependencies,
+# which are not in the binary), for the host target the binary is built for, with each crate's
+# version, license, checksum (from Cargo.lock) and package URL, and the dependency graph.
+# cargo-cyclonedx reads `cargo metadata` and builds nothing. With SOURCE_DATE_EPOCH set it
+# writes no serial number and that time as the SBOM's timestamp.
+sbom() {
+  local file=$1 epoch=$2 bin host name
+  need python3
+  bin=$(cargo_tool cargo-cyclonedx "$CYCLONEDX_VERSION")
+  host=$(rustc -vV | sed -n 's/^host: //p')
+  # It writes one SBOM beside each workspace member's Cargo.toml: a name of this process's own
+  # keeps concurrent builds apart, and the other members' SBOMs are removed.
+  name=.sbom-$$
+  if ! (cd "$REPO" && SOURCE_DATE_EPOCH=$epoch PATH=$bin:$PATH cargo cyclonedx --quiet \
+    --manifest-path "$REPO/Cargo.toml" --format json --spec-version 1.5 --all --no-build-deps \
+    --target "$host" --override-filename "$name") >&2; then
+    find "$REPO" -path "$REPO/target" -prune -o -name "$name.json" -exec rm -f {} +
+    die "cargo cyclonedx failed"
+  fi
+  # `cargo metadata` resolves features for the whole workspace at once (the tests',
+  # appflow-local's), so cargo-cyclonedx lists crates the binary does not have (ring,
+  # serde_urlencoded, getrandom 0.2 and 0.4, ...). cargo tree resolves features as the release
+  # build does: only its packages, and the graph's edges between them, stay.
+  (cd "$REPO" && cargo tree --locked --quiet --edges normal --package flowrun-operator \
+    --target "$host" --prefix none --format '{p}') >"$file.tree"
+  python3 - "$REPO/$name.json" "$file.tree" "$REPO" >"$file" <<'EOF'
+import json, sys
+sbom_path, tree_path, repo = sys.argv[1:]
+with open(sbom_path) as f:
+    # The workspace's crates' bom-refs are cargo package ids, which carry the checkout's
+    # absolute path: made relative, so the image does not depend on (or tell) where it was built.
+    sbom = json.loads(f.read().replace('"path+file://' + repo, '"path+file://.'))
+with open(tree_path) as f:
+    built = {tuple(line.split()[:2]) for line in f if line.strip()}
+kept = [c for c in sbom["components"] if (c["name"], "v" + c["version"]) in built]
+refs = {c["bom-ref"] for c in kept} | {sbom["metadata"]["component"]["bom-ref"]}
+sbom["components"] = kept
+sbom["dependencies"] = [
+    {**d, "dependsOn": [r for r in d.get("dependsOn", []) if r in refs]}
+    for d in sbom["dependencies"] if d["ref"] in refs
+]
+json.dump(sbom, sys.stdout, indent=2, ensure_ascii=False)
+print()
+EOF
+  rm -f "$file.tree"
+  find "$REPO" -path "$REPO/target" -prune -o -name "$name.json" -exec rm -f {} +
+}
+
+# make_rootfs DIR BINARY DEBS SBOM: the image's whole filesystem.
 make_rootfs() {
-  local root=$1 binary=$2 debs=$3 name ver file tmp
+  local root=$1 binary=$2 debs=$3 sbom=$4 name ver file tmp
   mkdir -p "$root"/etc/ssl/certs "$root"/usr/local/bin "$root"/var/lib/dpkg/status.d \
-    "$root"/usr/share/doc/ca-certificates
+    "$root"/usr/share/doc/ca-certificates "$root/${SBOM_PATH%/*}"
   while read -r name ver file; do
     dpkg-deb -f "$file" >"$root/var/lib/dpkg/status.d/$name"
     case $name in
@@ -159,15 +217,16 @@ EOF
   # glibc's default without this file asks DNS before /etc/hosts.
   printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
   install -m 0755 "$binary" "$root/usr/local/bin/flowrun-operator"
+  install -m 0644 "$sbom" "$root/$SBOM_PATH"
   # Modes must not depend on the builder's umask.
   find "$root" -type d -exec chmod 0755 {} +
   chmod 0644 "$root"/etc/passwd "$root"/etc/group "$root"/etc/nsswitch.conf "$root"/etc/os-release \
     "$root"/etc/ssl/certs/ca-certificates.crt "$root"/var/lib/dpkg/status.d/*
 }
 
-# build OUT BINARY EPOCH DEBS: the image into OUT (which must not exist).
+# build OUT BINARY EPOCH DEBS SBOM: the image into OUT (which must not exist).
 build() {
-  local out=$1 binary=$2 epoch=$3 debs=$4 version created tmp tag
+  local out=$1 binary=$2 epoch=$3 debs=$4 sbom=$5 version created tmp tag
   version=$(version)
   [[ -n $version ]] || die "no version in Cargo.toml's [workspace.package]"
   tag=$version
@@ -175,7 +234,7 @@ build() {
   tmp=$out.tmp
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  make_rootfs "$tmp/rootfs" "$binary" "$debs"
+  make_rootfs "$tmp/rootfs" "$binary" "$debs" "$sbom"
   # reproducible-builds.org's recipe for GNU tar: sorted names, one mtime, numeric root owner,
   # no atime/ctime in the PAX headers.
   tar --sort=name --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
@@ -201,6 +260,7 @@ build() {
   skopeo --insecure-policy copy --quiet "oci:$tmp/oci:$tag" "docker-archive:$tmp/image.tar:$REPOSITORY:$tag"
   skopeo inspect --raw "oci:$tmp/oci:$tag" | sha256sum | sed 's/^/sha256:/; s/ .*//' >"$tmp/digest"
   awk '{ print $1, $2 }' <<<"$debs" >"$tmp/packages"
+  cp "$sbom" "$tmp/sbom.cdx.json"
   printf '%s\n' "$epoch" >"$tmp/source-date-epoch"
   rm -rf "$out"
   mv "$tmp" "$out"
@@ -223,6 +283,7 @@ main() {
   case ${1:-} in
   tools)
     with_apt_lock tools
+    cargo_tool cargo-cyclonedx "$CYCLONEDX_VERSION" >/dev/null
     printf '%s\n' "$BIN"
     ;;
   refresh)
@@ -247,13 +308,17 @@ main() {
     [[ -x $binary ]] || die "$binary is not an executable"
     local epoch=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || true)}
     [[ $epoch =~ ^[0-9]+$ ]] || die "set SOURCE_DATE_EPOCH (no git history to take it from)"
-    local debs key
+    local debs key sbom
     with_apt_lock ensure_debs
     debs=$(cat "$DEB_DIR/resolved")
-    # Everything the image is made of: the binary, the packages, the epoch and this recipe.
+    sbom=$(mktemp "$FLOWRUN_CACHE/sbom.XXXXXX")
+    sbom "$sbom" "$epoch"
+    # Everything the image is made of: the binary, the packages, the SBOM, the epoch and this
+    # recipe.
     key=$({
       sha256sum <"$binary"
       awk '{ print $1, $2 }' <<<"$debs"
+      sha256sum <"$sbom"
       printf '%s\n' "$epoch"
       sha256sum <"${BASH_SOURCE[0]}"
     } | sha256sum | cut -c1-16)
@@ -262,11 +327,12 @@ main() {
       mkdir -p "$FLOWRUN_CACHE/image"
       exec 8>"$FLOWRUN_CACHE/image/.lock"
       flock 8 # concurrent callers (test processes) build once
-      [[ -f $out/digest ]] || build "$out" "$binary" "$epoch" "$debs"
+      [[ -f $out/digest ]] || build "$out" "$binary" "$epoch" "$debs" "$sbom"
       exec 8>&-
     else
-      build "$out" "$binary" "$epoch" "$debs"
+      build "$out" "$binary" "$epoch" "$debs" "$sbom"
     fi
+    rm -f "$sbom"
     log "image $REPOSITORY:$(version) $(cat "$out/digest") in $out"
     printf '%s\n' "$out"
     ;;

@@ -62,11 +62,22 @@ python_venv() {
 
 # cargo_tool CRATE VERSION: a cargo subcommand installed once (cargo install --locked) into
 # <cache>/cargo-tools/CRATE-VERSION; prints its bin directory.
+# Concurrent callers (test processes) install once.
 cargo_tool() {
   local root=$FLOWRUN_CACHE/cargo-tools/$1-$2
   if [[ ! -x $root/bin/$1 ]]; then
-    log "installing $1 $2 into $root (once, a few minutes on 2 cores)"
-    cargo install --locked --quiet --root "$root" "$1@$2" >&2 || die "cargo install --locked $1@$2 failed"
+    mkdir -p "$FLOWRUN_CACHE/cargo-tools"
+    exec 9>"$root.lock"
+    flock 9
+    if [[ ! -x $root/bin/$1 ]]; then
+      log "installing $1 $2 into $root (once; cargo-deny and cargo-cyclonedx took 10 to 18 minutes each on 2 busy cores)"
+      # Without the tools' own release profile (fat or thin LTO, one codegen unit for
+      # cargo-deny), the slowest way to compile them: a check of a few seconds does not need
+      # the last percent of speed.
+      CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        cargo install --locked --quiet --root "$root" "$1@$2" >&2 || die "cargo install --locked $1@$2 failed"
+    fi
+    exec 9>&-
   fi
   printf '%s\n' "$root/bin"
 }

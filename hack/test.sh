@@ -22,6 +22,13 @@ cargo fmt --all -- --check || die "code is not formatted: run 'cargo fmt --all'"
 stage "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
+stage "cargo deny check licenses bans sources (deny.toml; the first run installs cargo-deny)"
+# Offline: these three checks need only Cargo.lock and the crates' manifests. The advisories
+# check needs a database these machines cannot fetch (.github/workflows/advisories.yml runs it,
+# with the same cargo-deny version).
+PATH=$(cargo_tool cargo-deny 0.20.2):$PATH cargo deny --locked --offline --workspace \
+  check licenses bans sources
+
 stage "Helm chart: lint, render and validate (hack/chart.sh; the first run installs its tools)"
 FLOWRUN_CHART_PYTHON=$("$FLOWRUN_HACK_DIR/chart.sh" setup)
 export FLOWRUN_CHART_PYTHON # tests/rbac.rs and tests/chart.rs render the chart with it
@@ -39,7 +46,7 @@ stage "release binary, as the Dockerfile builds it (tested by tests/release.rs)"
 cargo build --release --locked --bin flowrun-operator
 export FLOWRUN_RELEASE_BINARY=$PWD/target/release/flowrun-operator
 
-stage "container tools from Debian's packages: runc, umoci, skopeo (tests/image.rs; fetched once into the cache)"
+stage "container tools from Debian's packages: runc, umoci, skopeo, and cargo-cyclonedx (tests/image.rs; installed once into the cache)"
 "$FLOWRUN_HACK_DIR/image.sh" tools >/dev/null
 
 if [[ -z ${FLOWRUN_TEST_KUBECONFIG:-} ]]; then

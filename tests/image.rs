@@ -1,12 +1,13 @@
 //! The operator's image (hack/image.sh) as a container runtime sees it: built twice with one
-//! digest, in step with the Dockerfile, and run by runc the way the chart's Deployment runs it
-//! (its user, read-only root filesystem, no capabilities, its args and environment, the
-//! credentials mounted read-only) against the real API server and the local AppFlow endpoint.
+//! digest, in step with the Dockerfile, carrying an SBOM of exactly the binary's crates, and run
+//! by runc the way the chart's Deployment runs it (its user, read-only root filesystem, no
+//! capabilities, its args and environment, the credentials mounted read-only) against the real
+//! API server and the local AppFlow endpoint.
 //! hack/test.sh builds the release binary and names it in FLOWRUN_RELEASE_BINARY.
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -85,20 +86,24 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The image's config (the OCI config blob the layout's one manifest names).
+/// The file of a blob in the image's OCI layout.
+fn blob_path(image: &Path, descriptor: &Value) -> PathBuf {
+    let digest = descriptor["digest"].as_str().expect("a digest");
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    image.join("oci/blobs/sha256").join(hex)
+}
+
+/// The manifest the image layout's index names (hack/image.sh writes one).
+fn image_manifest(image: &Path) -> Value {
+    let index: Value =
+        serde_json::from_str(&read(&image.join("oci/index.json"))).expect("index.json");
+    serde_json::from_str(&read(&blob_path(image, &index["manifests"][0]))).expect("a manifest")
+}
+
+/// The image's config (the OCI config blob its manifest names).
 fn image_config(image: &Path) -> Value {
-    let layout = image.join("oci");
-    let blob = |digest: &str| -> Value {
-        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
-        serde_json::from_str(&read(&layout.join("blobs/sha256").join(hex))).expect("a JSON blob")
-    };
-    let index: Value = serde_json::from_str(&read(&layout.join("index.json"))).expect("index.json");
-    let manifest = blob(
-        index["manifests"][0]["digest"]
-            .as_str()
-            .expect("a manifest"),
-    );
-    blob(manifest["config"]["digest"].as_str().expect("a config"))
+    let manifest = image_manifest(image);
+    serde_json::from_str(&read(&blob_path(image, &manifest["config"]))).expect("a config")
 }
 
 #[test]
@@ -196,6 +201,118 @@ fn dockerfile_builds_the_same_user_entrypoint_port_and_labels() {
         labels["org.opencontainers.image.version"],
         env!("CARGO_PKG_VERSION")
     );
+}
+
+/// The target the release binary is built for (cargo's host).
+fn host_target() -> String {
+    let output = run(Command::new("rustc").arg("-vV"));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_owned()
+}
+
+/// Name and version of every package the operator binary is built from, by cargo's own
+/// resolver: its normal dependencies, transitively, for the target (no build or dev
+/// dependencies), without the operator package itself.
+fn binary_packages() -> BTreeSet<(String, String)> {
+    let output = run(Command::new(env!("CARGO"))
+        .args(["tree", "--locked", "--offline", "--edges", "normal"])
+        .args(["--package", "flowrun-operator", "--target", &host_target()])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .current_dir(repo_root()));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            let version = words
+                .next()?
+                .strip_prefix('v')
+                .expect("a version after the name");
+            Some((name.to_owned(), version.to_owned()))
+        })
+        .filter(|(name, _)| name != "flowrun-operator")
+        .collect()
+}
+
+#[test]
+fn the_image_carries_an_sbom_of_exactly_the_binarys_crates() {
+    let image = build_image(None);
+    let sbom_text = read(&image.join("sbom.cdx.json"));
+
+    // The same file in the image (its one layer), where scanners of the running image find it.
+    let manifest = image_manifest(&image);
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 1, "{manifest}");
+    let in_image = run(Command::new("tar")
+        .arg("-xzOf")
+        .arg(blob_path(&image, &layers[0]))
+        .arg("./usr/local/share/doc/flowrun-operator/sbom.cdx.json"));
+    assert_eq!(
+        String::from_utf8_lossy(&in_image.stdout),
+        sbom_text,
+        "the SBOM in the image and beside it differ"
+    );
+
+    let sbom: Value = serde_json::from_str(&sbom_text).expect("the SBOM is JSON");
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+    assert_eq!(sbom["specVersion"], "1.5");
+    assert_eq!(
+        sbom["metadata"]["component"]["name"], "flowrun-operator",
+        "it describes the operator"
+    );
+    assert_eq!(
+        sbom["metadata"]["component"]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    // Nothing that changes from one build to the next.
+    assert!(
+        sbom.get("serialNumber").is_none(),
+        "{}",
+        sbom["serialNumber"]
+    );
+    let epoch: i64 = read(&image.join("source-date-epoch"))
+        .trim()
+        .parse()
+        .expect("an epoch");
+    let timestamp: jiff::Timestamp = sbom["metadata"]["timestamp"]
+        .as_str()
+        .expect("a timestamp")
+        .parse()
+        .expect("an RFC 3339 timestamp");
+    assert_eq!(timestamp.as_second(), epoch);
+
+    let listed: BTreeSet<(String, String)> = sbom["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .map(|component| {
+            let field = |key: &str| component[key].as_str().expect(key).to_owned();
+            (field("name"), field("version"))
+        })
+        .collect();
+    let expected = binary_packages();
+    assert_eq!(
+        listed.difference(&expected).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "in the SBOM, not in the binary's dependency tree"
+    );
+    assert_eq!(
+        expected.difference(&listed).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "in the binary's dependency tree, not in the SBOM"
+    );
+    for name in ["aws-sdk-appflow", "kube"] {
+        let version = |set: &BTreeSet<(String, String)>| {
+            set.iter()
+                .find(|(listed, _)| listed == name)
+                .map(|(_, version)| version.clone())
+        };
+        assert!(version(&listed).is_some(), "{name} is not in the SBOM");
+        assert_eq!(version(&listed), version(&expected), "{name}'s version");
+    }
 }
 
 fn effective_uid() -> u32 {
