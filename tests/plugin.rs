@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -118,6 +118,8 @@ async fn run_wait_exits_0_on_success_and_1_with_appflows_message_on_failure() {
 async fn a_timeout_exits_2_and_leaves_the_run_going() {
     let world = World::new("plugin-timeout", FLOWS).await;
     let operator = world.operator(&[]);
+    // Built before the clock starts: the first call in a process may compile the plugin.
+    plugin_binary();
 
     let started = Instant::now();
     let (code, stdout, stderr) = run(
@@ -204,6 +206,138 @@ async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
         stderr.contains("cannot create the FlowRun: the FlowRun CRD is not installed on"),
         "{stderr}"
     );
+}
+
+/// A user the API server knows but grants nothing: on the local cluster a client certificate
+/// of its CA without the `system:masters` group (the only group its authorizer allows), on
+/// another cluster the admin impersonating a user no RBAC rule names. Returns its kubeconfig in
+/// `dir`.
+fn kubeconfig_without_rights(dir: &Path) -> PathBuf {
+    const USER: &str = "flowrun-test-nobody";
+    let admin = &cluster().kubeconfig;
+    let text = std::fs::read_to_string(admin).expect("read the kubeconfig");
+    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("a kubeconfig");
+    let context = config["current-context"].clone();
+    let user_name = config["contexts"]
+        .as_sequence()
+        .and_then(|contexts| contexts.iter().find(|c| c["name"] == context))
+        .map(|c| c["context"]["user"].clone())
+        .expect("the current context names a user");
+    let ca = admin.parent().expect("the state dir").join("pki");
+    let user = if ca.join("ca.key").exists() {
+        let file = |name: &str| dir.join(name).to_str().expect("a UTF-8 path").to_owned();
+        let (key, csr, cert, extensions) = (
+            file("nobody.key"),
+            file("nobody.csr"),
+            file("nobody.crt"),
+            file("client.cnf"),
+        );
+        let (ca_cert, ca_key) = (
+            ca.join("ca.crt").to_str().expect("a UTF-8 path").to_owned(),
+            ca.join("ca.key").to_str().expect("a UTF-8 path").to_owned(),
+        );
+        std::fs::write(&extensions, "extendedKeyUsage = clientAuth\n").expect("write");
+        let subject = format!("/CN={USER}");
+        let serial = file("ca.srl");
+        for args in [
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &key,
+            ][..],
+            &["req", "-new", "-subj", &subject, "-key", &key, "-out", &csr],
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "1",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_cert,
+                "-CAkey",
+                &ca_key,
+                "-CAserial",
+                &serial,
+                "-CAcreateserial",
+                "-extfile",
+                &extensions,
+                "-out",
+                &cert,
+            ],
+        ] {
+            let output = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        json!({"client-certificate": cert, "client-key": key})
+    } else {
+        let mut user = config["users"]
+            .as_sequence()
+            .and_then(|users| users.iter().find(|u| u["name"] == user_name))
+            .map(|u| u["user"].clone())
+            .expect("the current user");
+        user["as"] = USER.into();
+        serde_json::to_value(user).expect("a user")
+    };
+    for named in config["users"].as_sequence_mut().expect("users") {
+        if named["name"] == user_name {
+            named["user"] = serde_yaml_ng::to_value(&user).expect("a user");
+        }
+    }
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        serde_yaml_ng::to_string(&config).expect("serialises"),
+    )
+    .expect("write");
+    path
+}
+
+#[tokio::test]
+async fn a_user_without_rights_gets_exit_3_and_one_forbidden_line() {
+    let world = World::new("plugin-forbidden", FLOWS).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = kubeconfig_without_rights(dir.path());
+    for (args, doing) in [
+        (&["run", "quick", "--wait"][..], "cannot create the FlowRun"),
+        (&["get"], "cannot list FlowRuns"),
+        (&["wait", "some-run"], "cannot read flowrun/some-run"),
+        (
+            &["run", "--from=flowrunschedule/nightly"],
+            "cannot read flowrunschedule/nightly",
+        ),
+    ] {
+        let output = plugin(&world.namespace, args)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("the plugin runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {doing}: forbidden: "))
+                && stderr.contains("flowrun-test-nobody"),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let left = world
+        .flowruns
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert!(left.items.is_empty(), "{:?}", left.items);
 }
 
 /// Starts `run endless --wait` and returns the plugin process once the FlowRun is Running.
