@@ -190,6 +190,22 @@ async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
         "{stderr}"
     );
 
+    // No kubeconfig and not in a pod.
+    let home = tempfile::tempdir().expect("temp dir");
+    let output = plugin(&world.namespace, &["get"])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", home.path())
+        .output()
+        .expect("the plugin runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot find a kubeconfig or in-cluster credentials: "),
+        "{stderr}"
+    );
+
     // An API server without the CRD.
     let state = tempfile::tempdir().expect("temp dir");
     let bare = own_cluster(state.path());
