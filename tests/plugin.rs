@@ -144,6 +144,45 @@ async fn a_timeout_exits_2_and_leaves_the_run_going() {
 }
 
 #[tokio::test]
+async fn on_a_terminal_progress_is_one_line_rewritten_with_an_elapsed_timer() {
+    let world = World::new("plugin-tty", FLOWS).await;
+    let _operator = world.operator(&[]);
+    let command = format!(
+        "{} run endless --name tty --wait --timeout=3s --namespace {}",
+        plugin_binary().display(),
+        world.namespace
+    );
+    // util-linux's script(1) gives the plugin a terminal and records what it wrote there.
+    let output = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{screen:?}");
+    // Each update returns to the line's start and erases it: one line, its timer counting.
+    let updates: Vec<&str> = screen.split("\r\x1b[2K").skip(1).collect();
+    for second in ["0:00", "0:01", "0:02"] {
+        assert!(
+            updates
+                .iter()
+                .any(|line| line.starts_with("flowrun/tty ")
+                    && line.ends_with(&format!("  {second}"))),
+            "no update at {second}: {screen:?}"
+        );
+    }
+    assert!(
+        !screen.contains("[0:0"),
+        "plain CI lines on a terminal: {screen:?}"
+    );
+    assert!(
+        screen.contains("\r\x1b[2Ktimed out after 0:03 waiting for flowrun/tty"),
+        "the progress line is cleared before the last word: {screen:?}"
+    );
+}
+
+#[tokio::test]
 async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
     let world = World::new("plugin-usage", FLOWS).await;
     for args in [
