@@ -17,7 +17,7 @@ use flowrun_api::flowrun::{FlowRun, Phase};
 use kube::CustomResourceExt;
 use kube::api::{ListParams, PostParams};
 use serde_json::Value;
-use support::cluster::{cluster, repo_root};
+use support::cluster::{cluster, edited_kubeconfig, repo_root};
 use support::flowruns::World;
 
 /// `hack/pipelines.sh validate FILES`: Argo's schema, installed once into the cache.
@@ -307,18 +307,11 @@ fn tekton_step(given: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
 /// A kubeconfig like the test cluster's whose context's namespace is `namespace`: in a pod,
 /// the plugin takes the namespace of its service account.
 fn kubeconfig_in(namespace: &str, dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(&cluster().kubeconfig).expect("read the kubeconfig");
-    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("a kubeconfig");
-    for context in config["contexts"].as_sequence_mut().expect("contexts") {
-        context["context"]["namespace"] = namespace.into();
-    }
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        serde_yaml_ng::to_string(&config).expect("serialises"),
-    )
-    .expect("write");
-    path
+    edited_kubeconfig(dir, |config| {
+        for context in config["contexts"].as_sequence_mut().expect("contexts") {
+            context["context"]["namespace"] = namespace.into();
+        }
+    })
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -15,7 +16,7 @@ use flowrun_api::schedule::{FlowRunSchedule, SCHEDULE_LABEL};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use support::cluster::{cluster, cluster_sh, own_cluster};
+use support::cluster::{cluster, cluster_sh, edited_kubeconfig, own_cluster};
 use support::flowruns::World;
 use support::operator::Operator;
 
@@ -59,6 +60,14 @@ fn run(namespace: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// The plugin's stderr, after checking it could not do the job: exit 3 and one line.
+fn one_line_error(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
 }
 
 /// The FlowRun named in `flowrun.appflow.flowrun.dev/NAME created`.
@@ -221,9 +230,7 @@ async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
         .arg(dead.path())
         .output()
         .expect("the plugin runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(&output);
     assert!(
         stderr.contains("cannot reach the Kubernetes API server at https://127.0.0.1:1/"),
         "{stderr}"
@@ -237,9 +244,7 @@ async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
         .env("HOME", home.path())
         .output()
         .expect("the plugin runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(&output);
     assert!(
         stderr.starts_with("error: cannot find a kubeconfig or in-cluster credentials: "),
         "{stderr}"
@@ -254,9 +259,7 @@ async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
         .output()
         .expect("the plugin runs");
     cluster_sh(state.path(), &["clean"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(&output);
     assert!(
         stderr.contains("cannot create the FlowRun: the FlowRun CRD is not installed on"),
         "{stderr}"
@@ -271,7 +274,7 @@ fn kubeconfig_without_rights(dir: &Path) -> PathBuf {
     const USER: &str = "flowrun-test-nobody";
     let admin = &cluster().kubeconfig;
     let text = std::fs::read_to_string(admin).expect("read the kubeconfig");
-    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("a kubeconfig");
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("a kubeconfig");
     let context = config["current-context"].clone();
     let user_name = config["contexts"]
         .as_sequence()
@@ -280,61 +283,43 @@ fn kubeconfig_without_rights(dir: &Path) -> PathBuf {
         .expect("the current context names a user");
     let ca = admin.parent().expect("the state dir").join("pki");
     let user = if ca.join("ca.key").exists() {
-        let file = |name: &str| dir.join(name).to_str().expect("a UTF-8 path").to_owned();
-        let (key, csr, cert, extensions) = (
-            file("nobody.key"),
-            file("nobody.csr"),
-            file("nobody.crt"),
-            file("client.cnf"),
-        );
-        let (ca_cert, ca_key) = (
-            ca.join("ca.crt").to_str().expect("a UTF-8 path").to_owned(),
-            ca.join("ca.key").to_str().expect("a UTF-8 path").to_owned(),
-        );
-        std::fs::write(&extensions, "extendedKeyUsage = clientAuth\n").expect("write");
-        let subject = format!("/CN={USER}");
-        let serial = file("ca.srl");
-        for args in [
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                &key,
-            ][..],
-            &["req", "-new", "-subj", &subject, "-key", &key, "-out", &csr],
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "1",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_cert,
-                "-CAkey",
-                &ca_key,
-                "-CAserial",
-                &serial,
-                "-CAcreateserial",
-                "-extfile",
-                &extensions,
-                "-out",
-                &cert,
-            ],
+        std::fs::write(dir.join("client.cnf"), "extendedKeyUsage = clientAuth\n").expect("write");
+        let (ca_cert, ca_key) = (ca.join("ca.crt"), ca.join("ca.key"));
+        let signing = [
+            OsStr::new("-CA"),
+            ca_cert.as_os_str(),
+            OsStr::new("-CAkey"),
+            ca_key.as_os_str(),
+        ];
+        // In `dir`, so only the CA's paths need to be arguments of their own.
+        for (args, extra) in [
+            (
+                "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out nobody.key",
+                &[][..],
+            ),
+            (
+                &format!("req -new -subj /CN={USER} -key nobody.key -out nobody.csr"),
+                &[],
+            ),
+            (
+                "x509 -req -days 1 -in nobody.csr -CAcreateserial -CAserial ca.srl \
+                 -extfile client.cnf -out nobody.crt",
+                &signing,
+            ),
         ] {
             let output = Command::new("openssl")
-                .args(args)
+                .current_dir(dir)
+                .args(args.split_whitespace())
+                .args(extra)
                 .output()
                 .expect("openssl runs");
             assert!(
                 output.status.success(),
-                "openssl {args:?}: {}",
+                "openssl {args}: {}",
                 String::from_utf8_lossy(&output.stderr)
             );
         }
+        let (cert, key) = (dir.join("nobody.crt"), dir.join("nobody.key"));
         json!({"client-certificate": cert, "client-key": key})
     } else {
         let mut user = config["users"]
@@ -345,18 +330,13 @@ fn kubeconfig_without_rights(dir: &Path) -> PathBuf {
         user["as"] = USER.into();
         serde_json::to_value(user).expect("a user")
     };
-    for named in config["users"].as_sequence_mut().expect("users") {
-        if named["name"] == user_name {
-            named["user"] = serde_yaml_ng::to_value(&user).expect("a user");
+    edited_kubeconfig(dir, |config| {
+        for named in config["users"].as_sequence_mut().expect("users") {
+            if named["name"] == user_name {
+                named["user"] = serde_yaml_ng::to_value(&user).expect("a user");
+            }
         }
-    }
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        serde_yaml_ng::to_string(&config).expect("serialises"),
-    )
-    .expect("write");
-    path
+    })
 }
 
 #[tokio::test]
@@ -377,9 +357,7 @@ async fn a_user_without_rights_gets_exit_3_and_one_forbidden_line() {
             .env("KUBECONFIG", &kubeconfig)
             .output()
             .expect("the plugin runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(3), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        let stderr = one_line_error(&output);
         assert!(
             stderr.starts_with(&format!("error: {doing}: forbidden: "))
                 && stderr.contains("flowrun-test-nobody"),
