@@ -4,7 +4,8 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use flowrun_api::schedule::{FlowRunSchedule, SCHEDULE_LABEL};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use support::cluster::{cluster, cluster_sh, own_cluster};
+use support::cluster::{cluster, cluster_sh, edited_kubeconfig, own_cluster};
 use support::flowruns::World;
 use support::operator::Operator;
 
@@ -59,6 +60,14 @@ fn run(namespace: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// The plugin's stderr, after checking it could not do the job: exit 3 and one line.
+fn one_line_error(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
 }
 
 /// The FlowRun named in `flowrun.appflow.flowrun.dev/NAME created`.
@@ -118,6 +127,8 @@ async fn run_wait_exits_0_on_success_and_1_with_appflows_message_on_failure() {
 async fn a_timeout_exits_2_and_leaves_the_run_going() {
     let world = World::new("plugin-timeout", FLOWS).await;
     let operator = world.operator(&[]);
+    // Built before the clock starts: the first call in a process may compile the plugin.
+    plugin_binary();
 
     let started = Instant::now();
     let (code, stdout, stderr) = run(
@@ -139,6 +150,45 @@ async fn a_timeout_exits_2_and_leaves_the_run_going() {
             status.phase == Some(Phase::Running)
         })
         .await;
+}
+
+#[tokio::test]
+async fn on_a_terminal_progress_is_one_line_rewritten_with_an_elapsed_timer() {
+    let world = World::new("plugin-tty", FLOWS).await;
+    let _operator = world.operator(&[]);
+    let command = format!(
+        "{} run endless --name tty --wait --timeout=3s --namespace {}",
+        plugin_binary().display(),
+        world.namespace
+    );
+    // util-linux's script(1) gives the plugin a terminal and records what it wrote there.
+    let output = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{screen:?}");
+    // Each update returns to the line's start and erases it: one line, its timer counting.
+    let updates: Vec<&str> = screen.split("\r\x1b[2K").skip(1).collect();
+    for second in ["0:00", "0:01", "0:02"] {
+        assert!(
+            updates
+                .iter()
+                .any(|line| line.starts_with("flowrun/tty ")
+                    && line.ends_with(&format!("  {second}"))),
+            "no update at {second}: {screen:?}"
+        );
+    }
+    assert!(
+        !screen.contains("[0:0"),
+        "plain CI lines on a terminal: {screen:?}"
+    );
+    assert!(
+        screen.contains("\r\x1b[2Ktimed out after 0:03 waiting for flowrun/tty"),
+        "the progress line is cleared before the last word: {screen:?}"
+    );
 }
 
 #[tokio::test]
@@ -180,11 +230,23 @@ async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
         .arg(dead.path())
         .output()
         .expect("the plugin runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(&output);
     assert!(
         stderr.contains("cannot reach the Kubernetes API server at https://127.0.0.1:1/"),
+        "{stderr}"
+    );
+
+    // No kubeconfig and not in a pod.
+    let home = tempfile::tempdir().expect("temp dir");
+    let output = plugin(&world.namespace, &["get"])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", home.path())
+        .output()
+        .expect("the plugin runs");
+    let stderr = one_line_error(&output);
+    assert!(
+        stderr.starts_with("error: cannot find a kubeconfig or in-cluster credentials: "),
         "{stderr}"
     );
 
@@ -197,13 +259,118 @@ async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
         .output()
         .expect("the plugin runs");
     cluster_sh(state.path(), &["clean"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(&output);
     assert!(
         stderr.contains("cannot create the FlowRun: the FlowRun CRD is not installed on"),
         "{stderr}"
     );
+}
+
+/// A user the API server knows but grants nothing: on the local cluster a client certificate
+/// of its CA without the `system:masters` group (the only group its authorizer allows), on
+/// another cluster the admin impersonating a user no RBAC rule names. Returns its kubeconfig in
+/// `dir`.
+fn kubeconfig_without_rights(dir: &Path) -> PathBuf {
+    const USER: &str = "flowrun-test-nobody";
+    let admin = &cluster().kubeconfig;
+    let text = std::fs::read_to_string(admin).expect("read the kubeconfig");
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("a kubeconfig");
+    let context = config["current-context"].clone();
+    let user_name = config["contexts"]
+        .as_sequence()
+        .and_then(|contexts| contexts.iter().find(|c| c["name"] == context))
+        .map(|c| c["context"]["user"].clone())
+        .expect("the current context names a user");
+    let ca = admin.parent().expect("the state dir").join("pki");
+    let user = if ca.join("ca.key").exists() {
+        std::fs::write(dir.join("client.cnf"), "extendedKeyUsage = clientAuth\n").expect("write");
+        let (ca_cert, ca_key) = (ca.join("ca.crt"), ca.join("ca.key"));
+        let signing = [
+            OsStr::new("-CA"),
+            ca_cert.as_os_str(),
+            OsStr::new("-CAkey"),
+            ca_key.as_os_str(),
+        ];
+        // In `dir`, so only the CA's paths need to be arguments of their own.
+        for (args, extra) in [
+            (
+                "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out nobody.key",
+                &[][..],
+            ),
+            (
+                &format!("req -new -subj /CN={USER} -key nobody.key -out nobody.csr"),
+                &[],
+            ),
+            (
+                "x509 -req -days 1 -in nobody.csr -CAcreateserial -CAserial ca.srl \
+                 -extfile client.cnf -out nobody.crt",
+                &signing,
+            ),
+        ] {
+            let output = Command::new("openssl")
+                .current_dir(dir)
+                .args(args.split_whitespace())
+                .args(extra)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                output.status.success(),
+                "openssl {args}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let (cert, key) = (dir.join("nobody.crt"), dir.join("nobody.key"));
+        json!({"client-certificate": cert, "client-key": key})
+    } else {
+        let mut user = config["users"]
+            .as_sequence()
+            .and_then(|users| users.iter().find(|u| u["name"] == user_name))
+            .map(|u| u["user"].clone())
+            .expect("the current user");
+        user["as"] = USER.into();
+        serde_json::to_value(user).expect("a user")
+    };
+    edited_kubeconfig(dir, |config| {
+        for named in config["users"].as_sequence_mut().expect("users") {
+            if named["name"] == user_name {
+                named["user"] = serde_yaml_ng::to_value(&user).expect("a user");
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_user_without_rights_gets_exit_3_and_one_forbidden_line() {
+    let world = World::new("plugin-forbidden", FLOWS).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = kubeconfig_without_rights(dir.path());
+    for (args, doing) in [
+        (&["run", "quick", "--wait"][..], "cannot create the FlowRun"),
+        (&["get"], "cannot list FlowRuns"),
+        (&["wait", "some-run"], "cannot read flowrun/some-run"),
+        (
+            &["run", "--from=flowrunschedule/nightly"],
+            "cannot read flowrunschedule/nightly",
+        ),
+    ] {
+        let output = plugin(&world.namespace, args)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("the plugin runs");
+        let stderr = one_line_error(&output);
+        assert!(
+            stderr.starts_with(&format!("error: {doing}: forbidden: "))
+                && stderr.contains("flowrun-test-nobody"),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let left = world
+        .flowruns
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert!(left.items.is_empty(), "{:?}", left.items);
 }
 
 /// Starts `run endless --wait` and returns the plugin process once the FlowRun is Running.

@@ -123,6 +123,21 @@ fn read_cache_bin(state_dir: &Path) -> Option<PathBuf> {
     })
 }
 
+/// A copy of the test cluster's admin kubeconfig in `dir`, changed by `edit` (e.g. another
+/// namespace or user); returns its path.
+pub fn edited_kubeconfig(dir: &Path, edit: impl FnOnce(&mut serde_yaml_ng::Value)) -> PathBuf {
+    let text = std::fs::read_to_string(&cluster().kubeconfig).expect("read the kubeconfig");
+    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("a kubeconfig");
+    edit(&mut config);
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        serde_yaml_ng::to_string(&config).expect("serialises"),
+    )
+    .expect("write the kubeconfig");
+    path
+}
+
 pub async fn client() -> Client {
     client_for(&cluster().kubeconfig).await
 }

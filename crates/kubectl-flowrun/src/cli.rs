@@ -31,13 +31,14 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// The namespace; default: the kubeconfig context's, else "default".
+    /// The namespace; default: the kubeconfig context's (in a pod, its own), else "default".
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
     /// The kubeconfig context to use; default: the current context.
     #[arg(long, global = true)]
     pub context: Option<String>,
-    /// The kubeconfig file; default: the files in KUBECONFIG, else ~/.kube/config.
+    /// The kubeconfig file; default: the files in KUBECONFIG, else ~/.kube/config, else (in a
+    /// pod) its service account.
     #[arg(long, global = true)]
     pub kubeconfig: Option<std::path::PathBuf>,
 }

@@ -99,12 +99,21 @@ impl Kube {
                         path.display()
                     ))
                 })?;
-                Config::from_custom_kubeconfig(kubeconfig, &options).await
+                Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(unusable)?
             }
             // KUBECONFIG (its files merged, as kubectl does), else ~/.kube/config.
-            None => Config::from_kubeconfig(&options).await,
-        }
-        .map_err(|error| Failure::new(format!("cannot use the kubeconfig: {error}")))?;
+            None if global.context.is_some() => {
+                Config::from_kubeconfig(&options).await.map_err(unusable)?
+            }
+            // Those, else the pod's service account, as kubectl does in a pipeline step.
+            None => Config::infer().await.map_err(|error| {
+                Failure::new(format!(
+                    "cannot find a kubeconfig or in-cluster credentials: {error}"
+                ))
+            })?,
+        };
         let server = config.cluster_url.to_string();
         let namespace = global
             .namespace
@@ -163,6 +172,10 @@ impl Kube {
             Err(_) => true,
         }
     }
+}
+
+fn unusable(error: kube::config::KubeconfigError) -> Failure {
+    Failure::new(format!("cannot use the kubeconfig: {error}"))
 }
 
 /// The innermost error: "Connection refused (os error 111)" rather than a chain of wrappers.
