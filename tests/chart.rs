@@ -35,19 +35,22 @@ fn binary_variables() -> BTreeSet<String> {
         .collect()
 }
 
-/// `FLOWRUN_*` variables the chart sets on the operator's container.
+/// `FLOWRUN_*` variables the chart sets on the operator's container, in any of its Deployments
+/// (one, or one per shard).
 fn chart_variables(values: &Value) -> BTreeSet<String> {
     let objects = render("flowrun-system", values);
-    let [deployment] = of_kind(&objects, "Deployment")[..] else {
-        panic!("the chart renders one Deployment");
-    };
-    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .expect("env is a list")
-        .iter()
-        .filter_map(|variable| variable["name"].as_str())
-        .filter(|name| name.starts_with("FLOWRUN_"))
-        .map(str::to_owned)
+    of_kind(&objects, "Deployment")
+        .into_iter()
+        .flat_map(|deployment| {
+            deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .expect("env is a list")
+                .iter()
+                .filter_map(|variable| variable["name"].as_str())
+                .filter(|name| name.starts_with("FLOWRUN_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -63,6 +66,7 @@ fn chart_sets_every_flag_of_the_operator_and_no_other() {
             "watchNamespaces": ["team-a"],
             "requirePolicy": true,
         },
+        "sharding": {"label": "team", "shards": [{"name": "payments"}]},
     })));
 
     let unknown: Vec<_> = chart.difference(&binary).collect();
