@@ -18,6 +18,7 @@ use kube::{Client, Resource, ResourceExt};
 use crate::act::AppFlow;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::schedules::{OwnerChanges, ScheduleContext};
+use crate::settings::InitialList;
 
 /// What one operator serves: the namespaces (all when none is listed) and, for a shard, the
 /// label selector its FlowRuns and FlowRunSchedules match. FlowRunPolicies are not sharded:
@@ -27,16 +28,22 @@ use crate::schedules::{OwnerChanges, ScheduleContext};
 pub struct Scope {
     pub namespaces: Vec<String>,
     pub selector: Option<LabelSelector>,
+    pub initial_list: InitialList,
 }
 
 impl Scope {
     /// The watch of the shard's objects: the API server filters by the selector, so a shard
     /// lists, caches and hears of its own objects only. An object relabelled out of it is a
-    /// deletion for this watch, one relabelled into it a creation.
+    /// deletion for this watch, one relabelled into it a creation. Either way no response
+    /// holds every FlowRun at once: pages of 500, or one object per watch event.
     pub fn watcher_config(&self) -> watcher::Config {
-        match &self.selector {
+        let config = match &self.selector {
             Some(selector) => watcher::Config::default().labels(&selector.to_string()),
             None => watcher::Config::default(),
+        };
+        match self.initial_list {
+            InitialList::Paged => config,
+            InitialList::Streaming => config.streaming_lists(),
         }
     }
 
