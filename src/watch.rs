@@ -175,3 +175,49 @@ fn trim_for_cache(guarded: &mut DeserializeGuard<FlowRun>) {
         annotations.retain(|key, _| key == START_ANNOTATION);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::InitialListStrategy;
+
+    #[test]
+    fn the_initial_list_is_paged_by_default_and_streams_when_asked_with_the_selector_kept() {
+        let selector: LabelSelector = "team=a".parse().expect("a selector");
+        let table: &[(
+            Option<&LabelSelector>,
+            InitialList,
+            InitialListStrategy,
+            Option<&str>,
+        )] = &[
+            (
+                None,
+                InitialList::Paged,
+                InitialListStrategy::ListWatch,
+                None,
+            ),
+            (
+                Some(&selector),
+                InitialList::Streaming,
+                InitialListStrategy::StreamingList,
+                Some("team=a"),
+            ),
+        ];
+        for (selector, initial_list, strategy, labels) in table {
+            let scope = Scope {
+                namespaces: Vec::new(),
+                selector: selector.cloned(),
+                initial_list: *initial_list,
+            };
+            let config = scope.watcher_config();
+            assert_eq!(&config.initial_list_strategy, strategy, "{initial_list:?}");
+            assert_eq!(
+                config.label_selector.as_deref(),
+                *labels,
+                "{initial_list:?}"
+            );
+            // Pages of 500 when paged; one object per event when streaming.
+            assert_eq!(config.page_size, Some(500));
+        }
+    }
+}
