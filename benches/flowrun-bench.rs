@@ -810,7 +810,15 @@ fn audit_counts(
     window: Option<(f64, f64)>,
 ) -> Option<BTreeMap<(String, String, String), u64>> {
     let dir = cluster().kubeconfig.parent()?.to_path_buf();
-    let text = std::fs::read_to_string(dir.join("audit.log")).ok()?;
+    let mut text = std::fs::read_to_string(dir.join("audit.log")).ok()?;
+    // The API server rotates the log at 100 MB (audit-<time>.log), which the scale
+    // scenario's seeding passes.
+    for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("audit-") && name.ends_with(".log") {
+            text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
     let needle = format!("\"namespace\":\"{namespace}\"");
     let mut counts = BTreeMap::new();
     for line in text.lines().filter(|line| line.contains(&needle)) {

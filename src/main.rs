@@ -103,6 +103,7 @@ async fn run(
     let scope = Scope {
         namespaces: settings.watch_namespaces.clone(),
         selector: settings.watch_label_selector.clone(),
+        initial_list: settings.initial_list,
     };
     check_crd_installed(&client, &scope).await?;
     let telemetry = Arc::new(Telemetry::new());

@@ -18,6 +18,7 @@ use kube::{Client, Resource, ResourceExt};
 use crate::act::AppFlow;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::schedules::{OwnerChanges, ScheduleContext};
+use crate::settings::InitialList;
 
 /// What one operator serves: the namespaces (all when none is listed) and, for a shard, the
 /// label selector its FlowRuns and FlowRunSchedules match. FlowRunPolicies are not sharded:
@@ -27,16 +28,22 @@ use crate::schedules::{OwnerChanges, ScheduleContext};
 pub struct Scope {
     pub namespaces: Vec<String>,
     pub selector: Option<LabelSelector>,
+    pub initial_list: InitialList,
 }
 
 impl Scope {
     /// The watch of the shard's objects: the API server filters by the selector, so a shard
     /// lists, caches and hears of its own objects only. An object relabelled out of it is a
-    /// deletion for this watch, one relabelled into it a creation.
+    /// deletion for this watch, one relabelled into it a creation. Either way no response
+    /// holds every FlowRun at once: pages of 500, or one object per watch event.
     pub fn watcher_config(&self) -> watcher::Config {
-        match &self.selector {
+        let config = match &self.selector {
             Some(selector) => watcher::Config::default().labels(&selector.to_string()),
             None => watcher::Config::default(),
+        };
+        match self.initial_list {
+            InitialList::Paged => config,
+            InitialList::Streaming => config.streaming_lists(),
         }
     }
 
@@ -166,5 +173,51 @@ fn trim_for_cache(guarded: &mut DeserializeGuard<FlowRun>) {
     // ownerReferences stay: they tie a FlowRun to its FlowRunSchedule.
     if let Some(annotations) = &mut metadata.annotations {
         annotations.retain(|key, _| key == START_ANNOTATION);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::InitialListStrategy;
+
+    #[test]
+    fn the_initial_list_is_paged_by_default_and_streams_when_asked_with_the_selector_kept() {
+        let selector: LabelSelector = "team=a".parse().expect("a selector");
+        let table: &[(
+            Option<&LabelSelector>,
+            InitialList,
+            InitialListStrategy,
+            Option<&str>,
+        )] = &[
+            (
+                None,
+                InitialList::Paged,
+                InitialListStrategy::ListWatch,
+                None,
+            ),
+            (
+                Some(&selector),
+                InitialList::Streaming,
+                InitialListStrategy::StreamingList,
+                Some("team=a"),
+            ),
+        ];
+        for (selector, initial_list, strategy, labels) in table {
+            let scope = Scope {
+                namespaces: Vec::new(),
+                selector: selector.cloned(),
+                initial_list: *initial_list,
+            };
+            let config = scope.watcher_config();
+            assert_eq!(&config.initial_list_strategy, strategy, "{initial_list:?}");
+            assert_eq!(
+                config.label_selector.as_deref(),
+                *labels,
+                "{initial_list:?}"
+            );
+            // Pages of 500 when paged; one object per event when streaming.
+            assert_eq!(config.page_size, Some(500));
+        }
     }
 }

@@ -41,6 +41,13 @@ pub struct Settings {
     #[arg(long, env = "FLOWRUN_WATCH_LABEL_SELECTOR", value_parser = parse_selector)]
     pub watch_label_selector: Option<LabelSelector>,
 
+    /// How the FlowRun and FlowRunSchedule watches read what exists, at start and after a
+    /// watch expired: paged lists (500 objects a page, any API server) or one streaming list
+    /// (a watch that sends every object, then a bookmark; needs the API server's WatchList
+    /// feature, on by default since Kubernetes 1.34)
+    #[arg(long, env = "FLOWRUN_INITIAL_LIST", value_enum, default_value_t = InitialList::Paged)]
+    pub initial_list: InitialList,
+
     /// How many FlowRuns are reconciled at the same time, in all watched namespaces together
     #[arg(long, env = "FLOWRUN_CONCURRENCY", default_value_t = 32,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -102,6 +109,16 @@ pub struct Settings {
     pub leader_election: LeaderElectionArgs,
 }
 
+/// How a watch reads the objects that exist (`--initial-list`).
+#[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InitialList {
+    /// Pages of 500 (kube-runtime's default, as client-go's pager).
+    #[default]
+    Paged,
+    /// A watch with `sendInitialEvents=true`.
+    Streaming,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -161,6 +178,7 @@ mod tests {
         assert_eq!(settings.aws_timeout(), Duration::from_secs(30));
         assert!(settings.watch_namespaces.is_empty());
         assert_eq!(settings.watch_label_selector, None);
+        assert_eq!(settings.initial_list, InitialList::Paged);
     }
 
     #[test]
@@ -187,8 +205,10 @@ mod tests {
             "--watch-namespaces=team-a,team-b",
             "--not-found-grace=1h 30m",
             "--log-format=json",
+            "--initial-list=streaming",
         ])
         .expect("flags parse");
+        assert_eq!(settings.initial_list, InitialList::Streaming);
         assert_eq!(settings.watch_namespaces, ["team-a", "team-b"]);
         assert_eq!(settings.not_found_grace, SignedDuration::from_mins(90));
         assert_eq!(settings.log_format, LogFormat::Json);
