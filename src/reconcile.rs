@@ -198,14 +198,19 @@ impl<A: AppFlow> Context<A> {
     /// The writes of a transition decided on `decided_on` produced `versions`, in order: the
     /// decided-on version and every one but the last are superseded. A write that changed
     /// nothing keeps the version, and the watch sends nothing for it: that one is not
-    /// remembered.
-    fn remember_write(&self, uid: &str, decided_on: &FlowRun, versions: &[String]) {
-        let Some(last) = versions.last() else {
-            return;
-        };
+    /// remembered. When the writes made the FlowRun vanish, every copy is superseded: the
+    /// watch may still deliver the ones before, and deciding on them would cancel the run and
+    /// remove the finalizer a second time. The deletion's watch event forgets them (`forget`).
+    fn remember_write(&self, uid: &str, decided_on: &FlowRun, versions: &[String], vanished: bool) {
         let mut superseded: Vec<String> = decided_on.resource_version().into_iter().collect();
         superseded.extend(versions.iter().cloned());
-        superseded.retain(|version| version != last);
+        if !vanished {
+            let Some(last) = versions.last() else {
+                return;
+            };
+            let last = last.clone();
+            superseded.retain(|version| *version != last);
+        }
         if !superseded.is_empty() {
             lock(&self.superseded)
                 .entry(uid.to_owned())
@@ -261,7 +266,7 @@ pub(crate) async fn reconcile<A: AppFlow>(
 
         // Report.
         let written = report::apply(&api, &ctx.events, &flowrun, &transition, action).await?;
-        ctx.remember_write(&uid, &flowrun, &written.versions);
+        ctx.remember_write(&uid, &flowrun, &written.versions, written.vanished);
         ctx.telemetry.record_transition(&flowrun, &transition);
         ctx.reported(&uid);
         match written.latest {
@@ -424,9 +429,14 @@ mod tests {
     async fn copies_that_the_operators_writes_replaced_are_stale_whatever_the_versions_look_like() {
         let ctx = context(Starts::default());
         // Opaque versions, not numbers; a start record write, then the status write after it.
-        ctx.remember_write("uid-1", &at_version("b7"), &["a3".into()]);
+        ctx.remember_write("uid-1", &at_version("b7"), &["a3".into()], false);
         // A status write, then the finalizer's removal: the watch delivers both.
-        ctx.remember_write("uid-1", &at_version("a3"), &["m5".into(), "zz".into()]);
+        ctx.remember_write(
+            "uid-1",
+            &at_version("a3"),
+            &["m5".into(), "zz".into()],
+            false,
+        );
         assert!(ctx.is_stale("uid-1", &at_version("b7")));
         assert!(ctx.is_stale("uid-1", &at_version("a3")));
         assert!(
@@ -440,8 +450,21 @@ mod tests {
             "forgotten once caught up"
         );
         // A write that changed nothing keeps its version and no watch event comes for it.
-        ctx.remember_write("uid-1", &at_version("q1"), &["q1".into()]);
+        ctx.remember_write("uid-1", &at_version("q1"), &["q1".into()], false);
         assert!(!ctx.is_stale("uid-1", &at_version("q1")));
+    }
+
+    #[tokio::test]
+    async fn once_a_write_made_the_flowrun_vanish_every_copy_of_it_is_stale() {
+        let ctx = context(Starts::default());
+        // A status write, then the finalizer's removal, whose answer was "gone".
+        ctx.remember_write("uid-1", &at_version("d1"), &["s2".into()], false);
+        ctx.remember_write("uid-1", &at_version("s2"), &[], true);
+        assert!(ctx.is_stale("uid-1", &at_version("d1")));
+        assert!(
+            ctx.is_stale("uid-1", &at_version("s2")),
+            "the status write's copy, delivered late, would cancel again"
+        );
     }
 
     #[tokio::test]
@@ -449,7 +472,7 @@ mod tests {
         let ctx = context(Starts::default());
         let flowrun = at_version("42");
         ctx.record_failure("uid-1");
-        ctx.remember_write("uid-1", &flowrun, &["43".into()]);
+        ctx.remember_write("uid-1", &flowrun, &["43".into()], false);
         let call = AppFlowCall::StartFlow(StartCall {
             request: StartFlowRequest {
                 flow: FlowKey {

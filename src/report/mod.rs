@@ -32,6 +32,8 @@ pub struct Written {
     /// The resourceVersion each write produced, in order: a transition may write up to three
     /// times, and the watch delivers every one of them.
     pub versions: Vec<String>,
+    /// The FlowRun is gone after the writes (its last finalizer removed, or deleted).
+    pub vanished: bool,
 }
 
 /// Carries out a transition: start record and finalizer in, status, finalizer out, deletion;
@@ -53,6 +55,7 @@ pub async fn apply(
     };
     let mut written = None;
     let mut versions = Vec::new();
+    let mut vanished = false;
     let mut produced = |written: &Option<FlowRun>| {
         if let Some(version) = written.as_ref().and_then(|w| w.resource_version()) {
             versions.push(version);
@@ -87,9 +90,11 @@ pub async fn apply(
             .await
             .map_err(failed("remove the finalizer of"))?;
         produced(&written);
+        vanished = written.is_none();
     }
     if transition.delete {
         written = None;
+        vanished = true;
         match api.delete(&flowrun.name_any(), &Default::default()).await {
             // Someone else deleted it first: the goal is reached.
             Ok(_) => {}
@@ -103,6 +108,7 @@ pub async fn apply(
     Ok(Written {
         latest: written,
         versions,
+        vanished,
     })
 }
 
