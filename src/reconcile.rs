@@ -208,8 +208,7 @@ impl<A: AppFlow> Context<A> {
             let Some(last) = versions.last() else {
                 return;
             };
-            let last = last.clone();
-            superseded.retain(|version| *version != last);
+            superseded.retain(|version| version != last);
         }
         if !superseded.is_empty() {
             lock(&self.superseded)

@@ -8,16 +8,15 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use flowrun_api::flowrun::FlowRun;
 use kube::api::{Api, PostParams};
 use mlua::{Lua, LuaSerdeExt};
 use serde_json::{Value, json};
-use support::cluster::{cached_tool, client, repo_root, unique_namespace};
+use support::cluster::{cached_tool, client, output_with_input, repo_root, unique_namespace};
 
 fn docs(file: &str) -> String {
     let path = repo_root().join("docs/argocd").join(file);
@@ -73,20 +72,10 @@ fn run(vm: Vm, mode: Mode, script: &str, object: &Value) -> Result<Value, String
                 Mode::Discovery => "discovery",
                 Mode::Action => "action",
             };
-            let mut child = Command::new(argocd_lua())
-                .arg(mode)
-                .arg(file.path())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("run argocd-lua");
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin
-                .write_all(object.to_string().as_bytes())
-                .expect("write the object");
-            drop(stdin);
-            let output = child.wait_with_output().expect("argocd-lua's output");
+            let output = output_with_input(
+                Command::new(argocd_lua()).arg(mode).arg(file.path()),
+                object.to_string().as_bytes(),
+            );
             if !output.status.success() {
                 return Err(String::from_utf8_lossy(&output.stderr).into_owned());
             }

@@ -94,6 +94,9 @@ fn argo_examples_match_argos_published_schema_and_a_misspelled_field_fails() {
     }
 }
 
+/// A flow that succeeds and one that fails, for the recipes' two outcomes.
+const FLOWS: &str = "flows:\n  - {name: quick, runSeconds: 1}\n  - {name: broken, runSeconds: 1, outcome: Error, errorMessage: boom}\n";
+
 fn example(path: &str) -> Value {
     let path = repo_root().join("examples").join(path);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -201,11 +204,7 @@ fn manifest(flow: &str, name: &str) -> FlowRun {
 
 #[tokio::test]
 async fn argo_conditions_tell_success_and_failure_apart_on_the_statuses_the_operator_writes() {
-    let world = World::new(
-        "argo-recipe",
-        "flows:\n  - {name: quick, runSeconds: 1}\n  - {name: broken, runSeconds: 1, outcome: Error, errorMessage: boom}\n",
-    )
-    .await;
+    let world = World::new("argo-recipe", FLOWS).await;
     let operator = world.operator(&[]);
     let (success, failure) = conditions();
     for (flow, succeeds) in [("quick", true), ("broken", false)] {
@@ -316,11 +315,7 @@ fn kubeconfig_in(namespace: &str, dir: &Path) -> PathBuf {
 
 #[tokio::test]
 async fn tekton_step_script_exits_0_when_the_run_succeeds_and_1_when_it_fails() {
-    let world = World::new(
-        "tekton-recipe",
-        "flows:\n  - {name: quick, runSeconds: 1}\n  - {name: broken, runSeconds: 1, outcome: Error, errorMessage: boom}\n",
-    )
-    .await;
+    let world = World::new("tekton-recipe", FLOWS).await;
     let operator = world.operator(&[]);
     let plugin = support::workspace::binary("kubectl-flowrun");
     let dir = tempfile::tempdir().expect("temp dir");

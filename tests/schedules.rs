@@ -497,6 +497,31 @@ async fn invalid_schedules_and_zones_are_reported_or_refused() {
     }
 }
 
+/// A schedule `name` of `quick` every minute, its latest slot due at once (slots handled until a
+/// minute ago), with `Allow`: a second FlowRun for a slot is not held back by the first one
+/// being active, so only the slot's name can prevent it.
+async fn slot_due_allowing_overlap(world: &World, name: &str) {
+    create_schedule(
+        world,
+        name,
+        every_minute("quick", json!({"concurrencyPolicy": "Allow"})),
+        json!({}),
+    )
+    .await;
+    handled_until(world, name, minutes_ago(1)).await;
+}
+
+/// One StartFlow call and one AppFlow execution for `flowrun`'s token.
+async fn assert_started_once(world: &World, flowrun: &FlowRun) {
+    let token = world.appflow.stats().await.token(&uid(flowrun));
+    assert_eq!(
+        (token.start_flow_calls, token.executions),
+        (1, 1),
+        "StartFlow calls and executions of {}",
+        flowrun.name_any()
+    );
+}
+
 /// The schedule's FlowRuns for `slot` (by their slot annotation, whatever their names): one.
 /// A later minute may have started its own slot meanwhile.
 async fn assert_one_flowrun_for(world: &World, schedule: &str, slot: Timestamp) {
@@ -521,15 +546,7 @@ async fn assert_one_flowrun_for(world: &World, schedule: &str, slot: Timestamp) 
 #[tokio::test]
 async fn sigkill_at_a_slot_leaves_one_flowrun_and_one_execution() {
     let world = World::new("sched-sigkill", FLOWS).await;
-    create_schedule(
-        &world,
-        "killed",
-        // Allow: a second FlowRun for the slot is not held back by the first one being active.
-        every_minute("quick", json!({"concurrencyPolicy": "Allow"})),
-        json!({}),
-    )
-    .await;
-    handled_until(&world, "killed", minutes_ago(1)).await;
+    slot_due_allowing_overlap(&world, "killed").await;
     let mut operator = world.operator(&[]);
     let runs = wait_children(&world, "killed", &operator, |list| !list.is_empty()).await;
     operator.kill();
@@ -559,19 +576,7 @@ async fn sigkill_at_a_slot_leaves_one_flowrun_and_one_execution() {
         Some(slot)
     );
     assert_one_flowrun_for(&world, "killed", slot).await;
-    assert_eq!(
-        world.appflow.stats().await.token(&uid(&flowrun)).executions,
-        1
-    );
-    assert_eq!(
-        world
-            .appflow
-            .stats()
-            .await
-            .token(&uid(&flowrun))
-            .start_flow_calls,
-        1
-    );
+    assert_started_once(&world, &flowrun).await;
 }
 
 /// The state a SIGKILL between a slot's create and its status write leaves, made exactly: the
@@ -581,15 +586,7 @@ async fn sigkill_at_a_slot_leaves_one_flowrun_and_one_execution() {
 #[tokio::test]
 async fn a_slots_flowrun_left_by_a_crash_before_the_status_write_is_adopted_not_made_again() {
     let world = World::new("sched-adopt", FLOWS).await;
-    create_schedule(
-        &world,
-        "crashed",
-        // Allow: a second FlowRun for the slot is not held back by the first one being active.
-        every_minute("quick", json!({"concurrencyPolicy": "Allow"})),
-        json!({}),
-    )
-    .await;
-    handled_until(&world, "crashed", minutes_ago(1)).await;
+    slot_due_allowing_overlap(&world, "crashed").await;
     let schedule = schedules(&world)
         .get("crashed")
         .await
@@ -627,6 +624,5 @@ async fn a_slots_flowrun_left_by_a_crash_before_the_status_write_is_adopted_not_
         .await;
 
     assert_one_flowrun_for(&world, "crashed", slot).await;
-    let token = world.appflow.stats().await.token(&uid(&left));
-    assert_eq!((token.start_flow_calls, token.executions), (1, 1));
+    assert_started_once(&world, &left).await;
 }

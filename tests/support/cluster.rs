@@ -215,22 +215,32 @@ pub fn kubectl() -> Command {
 
 /// `kubectl apply -f -` of `manifest` in `namespace`, as a user would type it.
 pub fn kubectl_apply(namespace: &str, manifest: &str) -> std::process::Output {
+    output_with_input(
+        kubectl().args(["apply", "--namespace", namespace, "-f", "-"]),
+        manifest.as_bytes(),
+    )
+}
+
+/// Runs `command` with `input` on its stdin; its exit status, stdout and stderr.
+pub fn output_with_input(command: &mut Command, input: &[u8]) -> std::process::Output {
     use std::io::Write;
-    use std::process::Stdio;
-    let mut child = kubectl()
-        .args(["apply", "--namespace", namespace, "-f", "-"])
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("kubectl runs");
+        .unwrap_or_else(|error| panic!("run {program}: {error}"));
+    // Dropped at the end of the statement: the child sees the end of its input.
     child
         .stdin
         .take()
         .expect("stdin is piped")
-        .write_all(manifest.as_bytes())
-        .expect("manifest is written");
-    child.wait_with_output().expect("kubectl finishes")
+        .write_all(input)
+        .unwrap_or_else(|error| panic!("write the input of {program}: {error}"));
+    child
+        .wait_with_output()
+        .unwrap_or_else(|error| panic!("wait for {program}: {error}"))
 }
 
 /// A tool that `hack/apiserver/build.sh FLAG` builds or fetches once into the cache and

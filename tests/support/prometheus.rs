@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::cluster::cached_tool;
+use super::cluster::{cached_tool, output_with_input};
 
 /// The directory holding `prometheus` and `promtool`: `FLOWRUN_PROMETHEUS_BIN_DIR`, or the
 /// cache that the build script fills (a no-op when it is filled already).
@@ -21,21 +21,12 @@ pub fn bin_dir() -> &'static Path {
 
 /// Runs `promtool ARGS` in `dir`, with `stdin` as its input.
 pub fn promtool(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(bin_dir().join("promtool"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    let mut input = child.stdin.take().expect("promtool's stdin");
-    input
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .expect("write to promtool");
-    drop(input);
-    child.wait_with_output().expect("promtool's output")
+    output_with_input(
+        Command::new(bin_dir().join("promtool"))
+            .args(args)
+            .current_dir(dir),
+        stdin.unwrap_or_default().as_bytes(),
+    )
 }
 
 /// The rules of the chart's PrometheusRule, rendered with `values` (plus `enabled`), as a
