@@ -15,7 +15,7 @@ use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::act::{Actor, AppFlow, start_slot_wait};
@@ -135,6 +135,24 @@ impl<A: AppFlow> Context<A> {
             .collect()
     }
 
+    /// True once the watch has seen this FlowRun go (deleted, relabelled out of the shard, or
+    /// re-created under its name): its copy was handed to this reconcile before, and while it
+    /// waited for a permit the deletion event cleared what `is_stale` knows. Asked after
+    /// `is_stale`: the cache drops the FlowRun before the deletion event clears those marks,
+    /// so one of the two checks always sees it.
+    fn left_the_cache(&self, flowrun: &FlowRun) -> bool {
+        let Some(stores) = self.flowrun_stores.get() else {
+            return false;
+        };
+        let key = ObjectRef::<DeserializeGuard<FlowRun>>::new(&flowrun.name_any())
+            .within(&flowrun.namespace().unwrap_or_default());
+        !stores.iter().any(|store| {
+            store
+                .get(&key)
+                .is_some_and(|cached| cached.uid() == flowrun.uid())
+        })
+    }
+
     fn record_failure(&self, uid: &str) -> u32 {
         let mut failures = lock(&self.failures);
         let count = failures.entry(uid.to_owned()).or_insert(0);
@@ -237,6 +255,9 @@ pub(crate) async fn reconcile<A: AppFlow>(
     let uid = flowrun.uid().unwrap_or_default();
     if ctx.is_stale(&uid, flowrun) {
         return Ok(Action::requeue(STALE_RECHECK));
+    }
+    if ctx.left_the_cache(flowrun) {
+        return Ok(Action::await_change());
     }
     let api: Api<FlowRun> =
         Api::namespaced(ctx.client.clone(), &flowrun.namespace().unwrap_or_default());
@@ -347,6 +368,7 @@ mod tests {
     use flowrun_core::appflow::{FlowKey, StartFlowRequest, StartedFlow, StoppedFlow};
     use flowrun_core::decide::{AppFlowCall, StartCall};
     use jiff::SignedDuration;
+    use kube::runtime::watcher;
 
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -490,17 +512,13 @@ mod tests {
         assert_eq!(ctx.kept_for("uid-1"), [false; 3]);
     }
 
-    /// StartFlow answered, but the write that records it failed; then the FlowRun is deleted.
-    /// The answer kept in memory names the run to cancel: AppFlow is not asked again.
-    #[tokio::test]
-    async fn a_flowrun_deleted_before_its_start_answer_was_written_cancels_that_run() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let ctx = context(Starts(calls.clone()));
+    /// A FlowRun whose start is recorded and whose next step is StartFlow.
+    fn about_to_start() -> FlowRun {
         let record = serde_json::json!({
             "time": Timestamp::now(), "region": "eu-west-1", "identity": "operator default",
         })
         .to_string();
-        let flowrun: FlowRun = serde_json::from_value(serde_json::json!({
+        serde_json::from_value(serde_json::json!({
             "apiVersion": "appflow.flowrun.dev/v1alpha1",
             "kind": "FlowRun",
             "metadata": {
@@ -510,7 +528,44 @@ mod tests {
             },
             "spec": {"flowName": "sales"},
         }))
-        .expect("a FlowRun");
+        .expect("a FlowRun")
+    }
+
+    /// The controller hands a reconcile its copy, and the reconcile may wait for a permit
+    /// while the watch sees the FlowRun go. That copy must not be acted on: a deleted
+    /// FlowRun's run was canceled twice that way. The same copy while the cache holds its
+    /// FlowRun is.
+    #[tokio::test]
+    async fn a_copy_of_a_flowrun_the_cache_no_longer_holds_is_not_acted_on() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let ctx = Arc::new(context(Starts(calls.clone())));
+        let (store, mut cache) = kube::runtime::reflector::store();
+        ctx.set_flowrun_stores(vec![store]);
+        let flowrun = about_to_start();
+        let handed_over = Arc::new(DeserializeGuard(Ok(flowrun.clone())));
+
+        let gone = reconcile(handed_over.clone(), ctx.clone()).await;
+        assert_eq!(gone.ok(), Some(Action::await_change()));
+        let mut successor = flowrun.clone();
+        successor.metadata.uid = Some("uid-2".into());
+        cache.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(successor))));
+        let replaced = reconcile(handed_over.clone(), ctx.clone()).await;
+        assert_eq!(replaced.ok(), Some(Action::await_change()), "re-created");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+        cache.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(flowrun))));
+        let held = reconcile(handed_over, ctx).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "started");
+        assert!(held.is_err(), "then its status write found no API server");
+    }
+
+    /// StartFlow answered, but the write that records it failed; then the FlowRun is deleted.
+    /// The answer kept in memory names the run to cancel: AppFlow is not asked again.
+    #[tokio::test]
+    async fn a_flowrun_deleted_before_its_start_answer_was_written_cancels_that_run() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let ctx = context(Starts(calls.clone()));
+        let flowrun = about_to_start();
         let first = decide::decide(&flowrun, &observe(&ctx, &flowrun), &ctx.rules);
         let Decision::Call(call) = first else {
             panic!("expected StartFlow, got {first:?}");

@@ -4,12 +4,19 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowrun_api::conditions::{FINISHED, READY, RECONCILING, STALLED};
 use flowrun_api::flowrun::{FlowRunSpec, FlowRunStatus, Phase};
+use flowrun_api::{FIELD_MANAGER, FINALIZER};
+use flowrun_core::decide::{FinalizerChange, Transition};
+use flowrun_operator::report::{self, events::EventPublisher};
+use flowrun_operator::telemetry::Telemetry;
 use kube::ResourceExt;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::events::Reporter;
+use serde_json::json;
 use support::appflow_local::{Fault, FaultKind, LocalAppFlow};
 use support::cluster::kubectl;
 use support::flowruns::{World, condition, is, uid};
@@ -374,6 +381,85 @@ async fn deleting_a_flowrun_whose_start_timed_out_cancels_the_one_run_its_token_
     assert!(
         event.note.unwrap_or_default().contains(&execution_id),
         "the event names the run"
+    );
+}
+
+/// A late write about a deleted FlowRun (decided on a copy from before its deletion) must not
+/// land on another FlowRun: removing the finalizer of one that is gone creates nothing, and one
+/// re-created under the name keeps its own. Both count as done.
+#[tokio::test]
+async fn a_late_finalizer_removal_touches_no_flowrun_created_under_the_name_since() {
+    let world = World::new("late-write", FLOWS).await;
+    let events = EventPublisher::spawn(
+        world.client.clone(),
+        Reporter::from(FIELD_MANAGER),
+        1,
+        Arc::new(Telemetry::new()),
+    );
+    let remove = Transition {
+        finalizer: Some(FinalizerChange::Remove),
+        ..Transition::default()
+    };
+    let finalized = |name: &'static str| {
+        let api = world.flowruns.clone();
+        async move {
+            let patch = json!({
+                "apiVersion": "appflow.flowrun.dev/v1alpha1",
+                "kind": "FlowRun",
+                "metadata": {"name": name, "finalizers": [FINALIZER]},
+            });
+            api.patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .expect("add the finalizer")
+        }
+    };
+    world.create("again", "quick").await;
+    let first = finalized("again").await;
+    world
+        .flowruns
+        .delete("again", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let removal = report::apply(&world.flowruns, &events, &first, &remove, "test").await;
+    assert!(
+        removal.expect("removed").vanished,
+        "removing the last finalizer of a deleted FlowRun made it vanish"
+    );
+    assert!(
+        world
+            .flowruns
+            .get_opt("again")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    let late = report::apply(&world.flowruns, &events, &first, &remove, "test").await;
+    assert!(late.expect("gone counts as done").vanished);
+    assert!(
+        world
+            .flowruns
+            .get_opt("again")
+            .await
+            .expect("get")
+            .is_none(),
+        "and nothing was created"
+    );
+
+    world.create("again", "quick").await;
+    let second = finalized("again").await;
+    let late = report::apply(&world.flowruns, &events, &first, &remove, "test").await;
+    assert!(late.expect("replaced counts as done").vanished);
+    let kept = world.flowruns.get("again").await.expect("get");
+    assert_eq!(kept.uid(), second.uid());
+    assert_eq!(
+        kept.finalizers(),
+        [FINALIZER],
+        "the new FlowRun keeps its finalizer"
     );
 }
 

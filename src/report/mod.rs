@@ -89,6 +89,15 @@ pub async fn apply(
         written = write_metadata(api, flowrun, false, record.map(String::as_str))
             .await
             .map_err(failed("remove the finalizer of"))?;
+        // Removing a deleted FlowRun's last finalizer deletes it in the same request, and the
+        // answer is its last state under the version it had before: no new version to wait
+        // for, and the watch may still deliver copies under that version.
+        if written
+            .as_ref()
+            .is_some_and(|w| w.metadata.deletion_timestamp.is_some() && w.finalizers().is_empty())
+        {
+            written = None;
+        }
         produced(&written);
         vanished = written.is_none();
     }
@@ -148,6 +157,9 @@ async fn write_metadata(
         "kind": FlowRun::kind(&()),
         "metadata": {
             "name": flowrun.name_any(),
+            // A precondition: without it, a late apply to a FlowRun that is gone would create
+            // one, and one to a FlowRun re-created under the name would strip its finalizer.
+            "uid": flowrun.uid(),
             "finalizers": finalizers,
             "annotations": annotations,
         },
@@ -161,7 +173,7 @@ async fn write_metadata(
         .await
     {
         // Removing the last finalizer of a deleted object makes it vanish: nothing left to do.
-        Err(error) if !finalizer && is_gone(&error) => Ok(None),
+        Err(error) if !finalizer && (is_gone(&error) || is_replaced(&error)) => Ok(None),
         other => other.map(Some),
     }
 }
@@ -171,6 +183,23 @@ async fn write_metadata(
 /// deleted FlowRun once left a finalizer behind (seen in the API server restart chaos test).
 fn is_gone(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.is_not_found())
+}
+
+/// The answers to an apply whose UID precondition failed: 409 when no FlowRun has the name
+/// any more (a forced apply without a resourceVersion meets no other conflict), 422 naming
+/// `metadata.uid` when another FlowRun took it. Either way the FlowRun of that UID is gone.
+fn is_replaced(error: &kube::Error) -> bool {
+    let kube::Error::Api(status) = error else {
+        return false;
+    };
+    status.code == 409
+        || (status.code == 422
+            && status.details.as_ref().is_some_and(|details| {
+                details
+                    .causes
+                    .iter()
+                    .any(|cause| cause.field == "metadata.uid")
+            }))
 }
 
 #[cfg(test)]
