@@ -417,6 +417,14 @@ async fn a_late_finalizer_removal_touches_no_flowrun_created_under_the_name_sinc
             .expect("add the finalizer")
         }
     };
+    let gone = || async {
+        world
+            .flowruns
+            .get_opt("again")
+            .await
+            .expect("get")
+            .is_none()
+    };
     world.create("again", "quick").await;
     let first = finalized("again").await;
     world
@@ -429,26 +437,11 @@ async fn a_late_finalizer_removal_touches_no_flowrun_created_under_the_name_sinc
         removal.expect("removed").vanished,
         "removing the last finalizer of a deleted FlowRun made it vanish"
     );
-    assert!(
-        world
-            .flowruns
-            .get_opt("again")
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert!(gone().await);
 
     let late = report::apply(&world.flowruns, &events, &first, &remove, "test").await;
     assert!(late.expect("gone counts as done").vanished);
-    assert!(
-        world
-            .flowruns
-            .get_opt("again")
-            .await
-            .expect("get")
-            .is_none(),
-        "and nothing was created"
-    );
+    assert!(gone().await, "and nothing was created");
 
     world.create("again", "quick").await;
     let second = finalized("again").await;

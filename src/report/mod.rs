@@ -89,15 +89,6 @@ pub async fn apply(
         written = write_metadata(api, flowrun, false, record.map(String::as_str))
             .await
             .map_err(failed("remove the finalizer of"))?;
-        // Removing a deleted FlowRun's last finalizer deletes it in the same request, and the
-        // answer is its last state under the version it had before: no new version to wait
-        // for, and the watch may still deliver copies under that version.
-        if written
-            .as_ref()
-            .is_some_and(|w| w.metadata.deletion_timestamp.is_some() && w.finalizers().is_empty())
-        {
-            written = None;
-        }
         produced(&written);
         vanished = written.is_none();
     }
@@ -172,7 +163,17 @@ async fn write_metadata(
         )
         .await
     {
-        // Removing the last finalizer of a deleted object makes it vanish: nothing left to do.
+        // Removing a deleted FlowRun's last finalizer deletes it in the same request, and the
+        // answer is its last state under the version it had before: no new version to wait
+        // for, and the watch may still deliver copies under that version.
+        Ok(written)
+            if !finalizer
+                && written.metadata.deletion_timestamp.is_some()
+                && written.finalizers().is_empty() =>
+        {
+            Ok(None)
+        }
+        // The removal found it gone already: nothing left to do.
         Err(error) if !finalizer && (is_gone(&error) || is_replaced(&error)) => Ok(None),
         other => other.map(Some),
     }
