@@ -22,9 +22,12 @@
 //!   runs, to all finished), and the ratio to the ideal: the raw write rate measured right
 //!   before, divided by the operator's FlowRun writes per start in the measured window (from
 //!   the audit log). Also raw rates by merge patch and with two watches, for context.
-//! - `schedules`: N FlowRunSchedules `* * * * *` firing in the same minute: slot-to-FlowRun
-//!   latency (the slot's wall-clock time to the moment a watch saw its FlowRun) p50/p99, and
-//!   the operator's RSS before the schedules and after their slot. It leaves its objects.
+//! - `schedules`: N FlowRunSchedules firing in the same minute (`M * * * *`, M the coming
+//!   minute, so only once while it watches), the operator at the default StartFlow rate limit:
+//!   slot-to-FlowRun and slot-to-started latency (the slot's wall-clock time to the moment a
+//!   watch saw its FlowRun, and its executionId) p50/p99, the operator's RSS before the
+//!   schedules and after their slot, and N raw creates before them as the ceiling. It leaves
+//!   its objects.
 //! - `scale` (only with `--only scale`: seeding 100,000 FlowRuns takes minutes): N FlowRuns
 //!   kept, most finished; the operator's start-to-ready time, memory, AppFlow calls for the
 //!   finished ones and API-server requests at start; the same with two shards (`scale.rs`).
@@ -389,7 +392,28 @@ fn start_operator(world: &World) -> Operator {
 
 /// [`start_operator`] with more flags.
 fn start_operator_with(world: &World, extra: &[String]) -> Operator {
-    let args = [
+    let args: Vec<String> = bench_args(world)
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect();
+    start_operator_from(world, &args)
+}
+
+/// The operator with exactly these flags.
+fn start_operator_from(world: &World, args: &[String]) -> Operator {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Operator::start_with(
+        &cluster().operator_kubeconfig,
+        &world.namespace,
+        world.appflow.endpoint_url(),
+        &args,
+    )
+}
+
+/// The benchmark's operator flags: short polls and retries, and no StartFlow rate limit, so
+/// that the operator's own capacity is measured.
+fn bench_args(world: &World) -> Vec<String> {
+    vec![
         format!("--watch-namespaces={}", world.namespace),
         "--log-level=info".to_owned(),
         "--poll-initial-interval=5s".to_owned(),
@@ -399,14 +423,7 @@ fn start_operator_with(world: &World, extra: &[String]) -> Operator {
         "--aws-timeout=30s".to_owned(),
         "--start-rate-limit=100000".to_owned(),
         format!("--concurrency={CONCURRENCY}"),
-    ];
-    let args: Vec<&str> = args.iter().chain(extra).map(String::as_str).collect();
-    Operator::start_with(
-        &cluster().operator_kubeconfig,
-        &world.namespace,
-        world.appflow.endpoint_url(),
-        &args,
-    )
+    ]
 }
 
 /// Waits (bounded: 60 s) until the operator's `/readyz` answers 200.
@@ -657,6 +674,17 @@ async fn raw_limit(client: &Client, patches: usize, how: RawWrite, watches: usiz
         cpu,
         patches,
     }
+}
+
+/// Creates per second of `n` FlowRuns, 64 at a time, in a namespace no operator watches.
+async fn raw_creates(client: &Client, n: usize) -> f64 {
+    let namespace = unique_namespace(client, "bench-raw-creates").await;
+    let api: Api<FlowRun> = Api::namespaced(client.clone(), &namespace);
+    let started = Instant::now();
+    create(&api, &names("raw", n), "bench", 64, None).await;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    reset(client, &namespace).await;
+    rate
 }
 
 /// `flowrun_events_dropped_total` from the operator's metrics.
@@ -1104,10 +1132,23 @@ impl Cpu {
 }
 
 /// `n` schedules `* * * * *`, created and seen by the operator before a minute boundary; at
-/// the slot, when each FlowRun appears, measured from the slot's wall-clock time.
+/// the slot, when each FlowRun appears and when its run started, measured from the slot's
+/// wall-clock time. The operator runs with the default `--start-rate-limit` (20 per second):
+/// a slot's burst of starts is exactly what it is for. For the ceiling, `n` plain creates by
+/// the benchmark's own client first, with no operator writing.
 async fn schedules(n: usize, table: &mut Table) {
     let world = World::new("bench-schedules", FLOWS).await;
-    let operator = start_operator(&world);
+    let raw = raw_creates(&world.client, n).await;
+    table.add(
+        format!("Raw creates: {n} FlowRuns, 64 at a time, no operator writing"),
+        format!("{:.0}/s: the last after {:.1} s", raw, n as f64 / raw),
+        "ceiling for slot to FlowRun",
+    );
+    let args: Vec<String> = bench_args(&world)
+        .into_iter()
+        .filter(|arg| !arg.starts_with("--start-rate-limit"))
+        .collect();
+    let operator = start_operator_from(&world, &args);
     wait_ready(&operator).await;
     let (before, _, _) = operator.footprint().expect("operator runs");
     let api: Api<FlowRunSchedule> = Api::namespaced(world.client.clone(), &world.namespace);
@@ -1118,15 +1159,17 @@ async fn schedules(n: usize, table: &mut Table) {
         tokio::time::sleep(Duration::from_secs_f64(60.0 - second + 0.5)).await;
     }
     let slot = (epoch_seconds() / 60.0).ceil() * 60.0;
+    // Each schedule fires at this minute of every hour: once while the benchmark watches.
+    let cron = format!("{} * * * *", (slot as u64 / 60) % 60);
     futures::stream::iter(names("every-minute", n))
         .map(|name| {
-            let api = api.clone();
+            let (api, cron) = (api.clone(), &cron);
             async move {
                 let schedule: FlowRunSchedule = serde_json::from_value(json!({
                     "apiVersion": "appflow.flowrun.dev/v1alpha1",
                     "kind": "FlowRunSchedule",
                     "metadata": {"name": name},
-                    "spec": {"schedule": "* * * * *", "flowRunTemplate": {"spec": {"flowName": "life"}}},
+                    "spec": {"schedule": cron, "flowRunTemplate": {"spec": {"flowName": "life"}}},
                 }))
                 .expect("a FlowRunSchedule");
                 api.create(&PostParams::default(), &schedule)
@@ -1137,7 +1180,7 @@ async fn schedules(n: usize, table: &mut Table) {
         .buffer_unordered(64)
         .collect::<Vec<()>>()
         .await;
-    let seen = Seen::watch(world.flowruns.clone(), |_| true).await;
+    let seen = Seen::watch_each(world.flowruns.clone(), &[|_| true, has_execution]).await;
     let created = epoch_seconds();
     assert!(
         created < slot - 2.0,
@@ -1146,26 +1189,38 @@ async fn schedules(n: usize, table: &mut Table) {
     );
     // The slot as an Instant, for the watch's record.
     let slot_at = Instant::now() + Duration::from_secs_f64(slot - epoch_seconds());
-    seen.wait_for(n, Duration::from_secs(90), &operator).await;
-    let seen = seen.take();
-    let mut latencies: Vec<Duration> = seen
-        .values()
-        .map(|at| at.saturating_duration_since(slot_at))
-        .collect();
-    latencies.sort();
-    let quantile = |q: f64| {
-        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
-    let (after, peak, _) = operator.footprint().expect("operator runs");
-    table.add(
-        format!("{n} schedules firing in one minute: slot to FlowRun p50 / p99 / max"),
+    seen.wait_for_each(0, n, Duration::from_secs(90), &operator)
+        .await;
+    // 20 starts per second: n / 20 s, and some room.
+    let starts_within = Duration::from_secs_f64(n as f64 / 20.0 + 60.0);
+    seen.wait_for_each(1, n, starts_within, &operator).await;
+    let seen = seen.take_each();
+    let quantiles = |seen: &HashMap<String, Instant>| {
+        let mut latencies: Vec<Duration> = seen
+            .values()
+            .map(|at| at.saturating_duration_since(slot_at))
+            .collect();
+        latencies.sort();
+        let quantile = |q: f64| {
+            latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+        };
         format!(
             "{} / {} / {} ms",
             ms(quantile(0.5)),
             ms(quantile(0.99)),
             ms(quantile(1.0))
-        ),
+        )
+    };
+    let (after, peak, _) = operator.footprint().expect("operator runs");
+    table.add(
+        format!("{n} schedules firing in one minute: slot to FlowRun p50 / p99 / max"),
+        quantiles(&seen[0]),
         "p99 < 2 s",
+    );
+    table.add(
+        format!("{n} schedules: slot to run started (executionId) p50 / p99 / max"),
+        quantiles(&seen[1]),
+        "20 starts/s (the default limit)",
     );
     table.add(
         format!("{n} schedules: operator RSS before / after their slot (peak)"),

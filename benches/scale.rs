@@ -241,9 +241,13 @@ pub async fn scale(n: usize, running: usize, table: &mut Table) {
         "context",
     );
 
-    // One operator for all of them: paged lists (the default), then a streaming list.
+    // One operator for all of them: paged lists, then a streaming list (what the default,
+    // auto, picks on this API server).
     for (what, extra) in [
-        ("one operator, paged lists", vec![]),
+        (
+            "one operator, paged lists",
+            vec!["--initial-list=paged".to_owned()],
+        ),
         (
             "one operator, streaming list",
             vec!["--initial-list=streaming".to_owned()],

@@ -29,3 +29,30 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use flowrun_core::decide::Rules;
+    use jiff::SignedDuration;
+
+    /// A client that never connects: nothing reaches an API server.
+    pub fn offline_client() -> kube::Client {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// Short delays and intervals; no default region, no policy required.
+    pub fn rules() -> Rules {
+        Rules {
+            default_region: None,
+            not_found_grace: SignedDuration::from_mins(10),
+            retry_initial_delay: SignedDuration::from_secs(1),
+            retry_max_delay: SignedDuration::from_secs(2),
+            poll_initial_interval: SignedDuration::from_secs(1),
+            poll_max_interval: SignedDuration::from_secs(2),
+            require_flowrun_policy: false,
+            cancel_timeout: SignedDuration::from_mins(15),
+        }
+    }
+}

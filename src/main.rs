@@ -13,7 +13,7 @@ use flowrun_operator::act::metered::Metered;
 use flowrun_operator::act::sdk::SdkAppFlow;
 use flowrun_operator::leader;
 use flowrun_operator::reconcile::{Context, Limits};
-use flowrun_operator::settings::{LogFormat, Settings};
+use flowrun_operator::settings::{InitialList, LogFormat, Settings};
 use flowrun_operator::shutdown::shutdown_signal;
 use flowrun_operator::telemetry::{self, Role, Telemetry};
 use flowrun_operator::watch::{self, Scope, scoped_apis};
@@ -100,12 +100,17 @@ async fn run(
         .map_err(|_| anyhow::anyhow!("no answer within {API_SERVER_TIMEOUT:?}"))
         .and_then(|answer| answer.map_err(anyhow::Error::from))
         .context("failed to reach the Kubernetes API server")?;
-    let scope = Scope {
+    let mut scope = Scope {
         namespaces: settings.watch_namespaces.clone(),
         selector: settings.watch_label_selector.clone(),
-        initial_list: settings.initial_list,
+        streaming_lists: false,
     };
     check_crd_installed(&client, &scope).await?;
+    scope.streaming_lists = match settings.initial_list {
+        InitialList::Auto => watch::serves_streaming_lists(&client, &scope.namespaces).await,
+        InitialList::Paged => false,
+        InitialList::Streaming => true,
+    };
     let telemetry = Arc::new(Telemetry::new());
     let address = telemetry::serve(settings.metrics_address, telemetry.clone())
         .await
@@ -136,6 +141,7 @@ async fn run(
         default_region = rules.default_region.as_deref().unwrap_or_default(),
         namespaces = ?settings.watch_namespaces,
         label_selector = scope.selector.as_ref().map(ToString::to_string).unwrap_or_default(),
+        initial_list = if scope.streaming_lists { "streaming" } else { "paged" },
         lease = election.as_ref().map(|e| e.lease_name.as_str()).unwrap_or_default(),
         "Started flowrun-operator"
     );

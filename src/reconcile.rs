@@ -367,7 +367,6 @@ mod tests {
     use flowrun_api::FlowRunSpec;
     use flowrun_core::appflow::{FlowKey, StartFlowRequest, StartedFlow, StoppedFlow};
     use flowrun_core::decide::{AppFlowCall, StartCall};
-    use jiff::SignedDuration;
     use kube::runtime::watcher;
 
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -411,18 +410,7 @@ mod tests {
 
     /// A context whose client never connects: nothing here reaches an API server.
     fn context(appflow: Starts) -> Context<Starts> {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
-        let client = Client::try_from(config).expect("client");
-        let rules = Rules {
-            default_region: None,
-            not_found_grace: SignedDuration::from_mins(10),
-            retry_initial_delay: SignedDuration::from_secs(1),
-            retry_max_delay: SignedDuration::from_secs(2),
-            poll_initial_interval: SignedDuration::from_secs(1),
-            poll_max_interval: SignedDuration::from_secs(2),
-            require_flowrun_policy: false,
-            cancel_timeout: SignedDuration::from_mins(15),
-        };
+        let client = crate::test_support::offline_client();
         let limits = Limits {
             concurrency: 2,
             start_rate: NonZeroU32::MIN,
@@ -431,7 +419,7 @@ mod tests {
         Context::new(
             client,
             appflow,
-            rules,
+            crate::test_support::rules(),
             limits,
             &[],
             Arc::new(Telemetry::new()),

@@ -42,7 +42,7 @@ const OWNER_CHANGES_CAPACITY: usize = 4096;
 const STALE_RECHECK: Duration = Duration::from_secs(1);
 
 /// Schedules reconciled at once, per watch.
-const SCHEDULE_CONCURRENCY: u16 = 16;
+const SCHEDULE_CONCURRENCY: u16 = 64;
 
 type Guarded = DeserializeGuard<FlowRunSchedule>;
 
@@ -104,6 +104,11 @@ pub struct ScheduleContext {
     /// The shard selector's label keys, which the schedule's FlowRuns take from it.
     shard_keys: Vec<String>,
     failures: Mutex<HashMap<String, u32>>,
+    /// Per schedule UID, the resourceVersion its last status write replaced, until the watch
+    /// delivers a later one. A slot's FlowRun wakes its schedule before the watch has the
+    /// status written after it: deciding on that copy would only send a write the
+    /// resourceVersion precondition refuses.
+    replaced: Mutex<HashMap<String, String>>,
 }
 
 impl ScheduleContext {
@@ -123,7 +128,21 @@ impl ScheduleContext {
             rules,
             shard_keys,
             failures: Mutex::default(),
+            replaced: Mutex::default(),
         }
+    }
+
+    /// True while the cached copy is one this operator's status write replaced.
+    fn is_stale(&self, uid: &str, schedule: &FlowRunSchedule) -> bool {
+        let mut replaced = lock(&self.replaced);
+        if replaced
+            .get(uid)
+            .is_some_and(|version| schedule.resource_version().as_deref() == Some(version.as_str()))
+        {
+            return true;
+        }
+        replaced.remove(uid);
+        false
     }
 
     fn children(&self, namespace: &str, uid: &str) -> Vec<Child> {
@@ -184,6 +203,9 @@ async fn reconcile(
     }
     let namespace = schedule.namespace().unwrap_or_default();
     let uid = schedule.uid().unwrap_or_default();
+    if ctx.is_stale(&uid, schedule) {
+        return Ok(Action::requeue(STALE_RECHECK));
+    }
 
     // Observe.
     let observed = ScheduleObserved {
@@ -234,6 +256,9 @@ async fn reconcile(
         if let StatusWrite::Stale = written {
             return Ok(Action::requeue(STALE_RECHECK));
         }
+        if let Some(version) = schedule.resource_version() {
+            lock(&ctx.replaced).insert(uid.clone(), version);
+        }
     }
     for event in &decision.events {
         ctx.events
@@ -280,4 +305,45 @@ fn report_unreadable(ctx: &ScheduleContext, invalid: &InvalidObject) {
         invalid,
         "No FlowRun is created for it until it is fixed.",
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::events::Reporter;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_copy_a_status_write_replaced_is_stale_until_a_later_one_is_seen() {
+        let client = crate::test_support::offline_client();
+        let telemetry = Arc::new(Telemetry::new());
+        let events =
+            EventPublisher::spawn(client.clone(), Reporter::from("test"), 1, telemetry.clone());
+        let ctx = ScheduleContext::new(
+            client,
+            Arc::new(events),
+            telemetry,
+            Vec::new(),
+            crate::test_support::rules(),
+            Vec::new(),
+        );
+        let at = |version: &str| {
+            let schedule: FlowRunSchedule = serde_json::from_value(serde_json::json!({
+                "apiVersion": "appflow.flowrun.dev/v1alpha1",
+                "kind": "FlowRunSchedule",
+                "metadata": {"name": "nightly", "resourceVersion": version},
+                "spec": {"schedule": "@daily", "flowRunTemplate": {"spec": {"flowName": "sales"}}},
+            }))
+            .expect("a FlowRunSchedule");
+            schedule
+        };
+        assert!(!ctx.is_stale("uid-1", &at("a1")), "nothing written yet");
+        lock(&ctx.replaced).insert("uid-1".into(), "a1".into());
+        assert!(ctx.is_stale("uid-1", &at("a1")));
+        assert!(!ctx.is_stale("uid-1", &at("b2")), "the write, or later");
+        assert!(
+            !ctx.is_stale("uid-1", &at("a1")),
+            "forgotten once caught up"
+        );
+    }
 }

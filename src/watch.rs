@@ -8,7 +8,9 @@ use std::sync::Arc;
 use flowrun_api::{FlowRun, Phase, START_ANNOTATION};
 use flowrun_core::shard::LabelSelector;
 use futures::{StreamExt, TryStreamExt};
-use kube::api::Api;
+use std::time::Duration;
+
+use kube::api::{Api, WatchEvent, WatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, reflector};
@@ -18,7 +20,6 @@ use kube::{Client, Resource, ResourceExt};
 use crate::act::AppFlow;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::schedules::{OwnerChanges, ScheduleContext};
-use crate::settings::InitialList;
 
 /// What one operator serves: the namespaces (all when none is listed) and, for a shard, the
 /// label selector its FlowRuns and FlowRunSchedules match. FlowRunPolicies are not sharded:
@@ -28,7 +29,8 @@ use crate::settings::InitialList;
 pub struct Scope {
     pub namespaces: Vec<String>,
     pub selector: Option<LabelSelector>,
-    pub initial_list: InitialList,
+    /// The initial list comes as one streaming watch, not pages (`--initial-list`).
+    pub streaming_lists: bool,
 }
 
 impl Scope {
@@ -41,9 +43,10 @@ impl Scope {
             Some(selector) => watcher::Config::default().labels(&selector.to_string()),
             None => watcher::Config::default(),
         };
-        match self.initial_list {
-            InitialList::Paged => config,
-            InitialList::Streaming => config.streaming_lists(),
+        if self.streaming_lists {
+            config.streaming_lists()
+        } else {
+            config
         }
     }
 
@@ -55,6 +58,55 @@ impl Scope {
             .unwrap_or_default()
     }
 }
+
+/// A label no FlowRun carries: the probe's watch sends no object.
+const PROBE_SELECTOR: &str = "appflow.flowrun.dev/initial-list-probe=none";
+
+/// How long the probe waits for the end of its initial events.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the API server streams initial lists (its WatchList feature: on by default since
+/// Kubernetes 1.34, off in 1.33, and an administrator can switch it off). A streaming watch
+/// on a server without it would never end its initial list, and the operator would never be
+/// ready; so one watch with `sendInitialEvents` for a label nothing carries asks first. A
+/// server with the feature ends it at once with the bookmark that marks the end of the
+/// initial events; one without refuses it (422), or, before Kubernetes 1.27, ignores the
+/// parameter and sends no such bookmark.
+pub async fn serves_streaming_lists(client: &Client, namespaces: &[String]) -> bool {
+    // Permissions are the same in every watched namespace: one stands for all.
+    let api = scoped_apis::<FlowRun>(client, namespaces).swap_remove(0);
+    let params = WatchParams::streaming_lists()
+        .labels(PROBE_SELECTOR)
+        .timeout(u32::try_from(PROBE_TIMEOUT.as_secs()).unwrap_or(10));
+    let probe = async {
+        let mut events = api.watch(&params, "0").await?.boxed();
+        while let Some(event) = events.try_next().await? {
+            if let WatchEvent::Bookmark(bookmark) = event
+                && bookmark
+                    .metadata
+                    .annotations
+                    .contains_key(INITIAL_EVENTS_END)
+            {
+                return Ok(true);
+            }
+        }
+        Ok::<_, kube::Error>(false)
+    };
+    let answer = tokio::time::timeout(PROBE_TIMEOUT, probe).await;
+    match &answer {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) | Err(_) => tracing::info!(
+            "The API server sent no end of initial events to a streaming watch: paged lists"
+        ),
+        Ok(Err(error)) => {
+            tracing::info!(%error, "The API server does not stream initial lists: paged lists")
+        }
+    }
+    matches!(answer, Ok(Ok(true)))
+}
+
+/// The annotation of the bookmark that ends a streaming watch's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// One `Api` per namespace listed, or one over all namespaces when none is.
 pub fn scoped_apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
@@ -186,35 +238,30 @@ mod tests {
         let selector: LabelSelector = "team=a".parse().expect("a selector");
         let table: &[(
             Option<&LabelSelector>,
-            InitialList,
+            bool,
             InitialListStrategy,
             Option<&str>,
         )] = &[
-            (
-                None,
-                InitialList::Paged,
-                InitialListStrategy::ListWatch,
-                None,
-            ),
+            (None, false, InitialListStrategy::ListWatch, None),
             (
                 Some(&selector),
-                InitialList::Streaming,
+                true,
                 InitialListStrategy::StreamingList,
                 Some("team=a"),
             ),
         ];
-        for (selector, initial_list, strategy, labels) in table {
+        for (selector, streaming_lists, strategy, labels) in table {
             let scope = Scope {
                 namespaces: Vec::new(),
                 selector: selector.cloned(),
-                initial_list: *initial_list,
+                streaming_lists: *streaming_lists,
             };
             let config = scope.watcher_config();
-            assert_eq!(&config.initial_list_strategy, strategy, "{initial_list:?}");
+            assert_eq!(&config.initial_list_strategy, strategy, "{streaming_lists}");
             assert_eq!(
                 config.label_selector.as_deref(),
                 *labels,
-                "{initial_list:?}"
+                "{streaming_lists}"
             );
             // Pages of 500 when paged; one object per event when streaming.
             assert_eq!(config.page_size, Some(500));

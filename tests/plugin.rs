@@ -252,7 +252,7 @@ async fn usage_errors_exit_2_and_api_errors_exit_3_in_one_line() {
 
     // An API server without the CRD.
     let state = tempfile::tempdir().expect("temp dir");
-    let bare = own_cluster(state.path());
+    let bare = own_cluster(state.path(), "");
     let output = plugin(&world.namespace, &["run", "quick"])
         .arg("--kubeconfig")
         .arg(&bare.kubeconfig)

@@ -20,9 +20,10 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::appflow_local::Fault;
-use support::cluster::cluster;
+use support::cluster::{client_for, cluster};
 use support::flowruns::{World, exactly_once_violations, uid};
 use support::operator::{Operator, metric};
+use support::own_cluster::OwnCluster;
 
 const FLOWS: &str = r#"
 flows:
@@ -365,4 +366,42 @@ async fn a_schedules_flowruns_land_in_the_schedules_shard() {
         callers.get(&uid(&flowrun)),
         Some(&BTreeSet::from(["AKIDSHARDA".to_owned()]))
     );
+}
+
+/// The default `--initial-list=auto` streams the initial list where the API server serves it
+/// and pages where it does not: on an API server with WatchList switched off, a streaming
+/// operator would never be ready. Both serve a FlowRun. Bounds: an own cluster (about 5 s).
+#[tokio::test]
+async fn the_default_initial_list_streams_where_served_and_pages_where_not() {
+    let served = World::new("list-auto", FLOWS).await;
+    let off = OwnCluster::up_with_apiserver_args("no-watchlist", "--feature-gates=WatchList=false");
+    let refused = World::new_in(
+        client_for(&off.cluster.kubeconfig).await,
+        "list-auto",
+        FLOWS,
+    )
+    .await;
+    for (world, operator, initial_list) in [
+        (&served, served.operator(&[]), "streaming"),
+        (&refused, off.operator(&refused, &[]), "paged"),
+    ] {
+        world.create("first", "quick").await;
+        world
+            .wait_for(
+                "first",
+                Duration::from_secs(60),
+                Some(&operator),
+                |status| status.phase == Some(Phase::Succeeded),
+            )
+            .await;
+        let logs = operator.logs();
+        let started = logs
+            .lines()
+            .find(|line| line.contains("Started flowrun-operator"))
+            .expect("the start line");
+        assert!(
+            started.contains(&format!("initial_list=\"{initial_list}\"")),
+            "{started}"
+        );
+    }
 }

@@ -42,10 +42,11 @@ pub struct Settings {
     pub watch_label_selector: Option<LabelSelector>,
 
     /// How the FlowRun and FlowRunSchedule watches read what exists, at start and after a
-    /// watch expired: paged lists (500 objects a page, any API server) or one streaming list
-    /// (a watch that sends every object, then a bookmark; needs the API server's WatchList
-    /// feature, on by default since Kubernetes 1.34)
-    #[arg(long, env = "FLOWRUN_INITIAL_LIST", value_enum, default_value_t = InitialList::Paged)]
+    /// watch expired: paged lists (500 objects a page, any API server), one streaming list (a
+    /// watch that sends every object, then a bookmark; needs the API server's WatchList
+    /// feature, on by default since Kubernetes 1.34), or auto: streaming when the API server
+    /// serves it, asked once at start
+    #[arg(long, env = "FLOWRUN_INITIAL_LIST", value_enum, default_value_t = InitialList::Auto)]
     pub initial_list: InitialList,
 
     /// How many FlowRuns are reconciled at the same time, in all watched namespaces together
@@ -112,8 +113,10 @@ pub struct Settings {
 /// How a watch reads the objects that exist (`--initial-list`).
 #[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum InitialList {
-    /// Pages of 500 (kube-runtime's default, as client-go's pager).
+    /// Streaming when the API server serves it, else paged (`watch::serves_streaming_lists`).
     #[default]
+    Auto,
+    /// Pages of 500 (kube-runtime's default, as client-go's pager).
     Paged,
     /// A watch with `sendInitialEvents=true`.
     Streaming,
@@ -178,7 +181,7 @@ mod tests {
         assert_eq!(settings.aws_timeout(), Duration::from_secs(30));
         assert!(settings.watch_namespaces.is_empty());
         assert_eq!(settings.watch_label_selector, None);
-        assert_eq!(settings.initial_list, InitialList::Paged);
+        assert_eq!(settings.initial_list, InitialList::Auto);
     }
 
     #[test]

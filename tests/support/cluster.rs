@@ -44,19 +44,19 @@ pub fn cluster() -> &'static Cluster {
                 tool_path: None,
             };
         }
-        up(None, false)
+        up(None, false, "")
     })
 }
 
 /// A cluster of its own in `state_dir`, apart from the shared one: for tests that stop its API
 /// server or change its CRDs. Stop and delete it with `cluster_sh(state_dir, &["clean"])`.
-pub fn own_cluster(state_dir: &Path) -> Cluster {
-    up(Some(state_dir), false)
+pub fn own_cluster(state_dir: &Path, apiserver_args: &str) -> Cluster {
+    up(Some(state_dir), false, apiserver_args)
 }
 
 /// Like `own_cluster`, with an audit log of every request in `state_dir/audit.log`.
 pub fn own_audited_cluster(state_dir: &Path) -> Cluster {
-    up(Some(state_dir), true)
+    up(Some(state_dir), true, "")
 }
 
 /// Runs `hack/cluster.sh ARGS` on the cluster in `state_dir` (e.g. `stop-apiserver`); panics
@@ -77,10 +77,14 @@ pub fn cluster_sh(state_dir: &Path, args: &[&str]) -> String {
 }
 
 /// `hack/cluster.sh up`, in `state_dir` or the script's default (FLOWRUN_CLUSTER_DIR).
-fn up(state_dir: Option<&Path>, audit: bool) -> Cluster {
+/// `apiserver_args`: more API server flags, for a cluster of a test's own.
+fn up(state_dir: Option<&Path>, audit: bool, apiserver_args: &str) -> Cluster {
     let script = repo_root().join("hack/cluster.sh");
     let mut command = Command::new("bash");
-    command.arg(&script).arg("up");
+    command
+        .arg(&script)
+        .arg("up")
+        .env("FLOWRUN_APISERVER_EXTRA_ARGS", apiserver_args);
     if audit {
         command.env("FLOWRUN_AUDIT", "1");
     }

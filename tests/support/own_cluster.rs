@@ -21,13 +21,18 @@ pub struct OwnCluster {
 
 impl OwnCluster {
     pub fn up(name: &str) -> Self {
+        Self::up_with_apiserver_args(name, "")
+    }
+
+    /// An own cluster whose API server has these extra flags (e.g. feature gates).
+    pub fn up_with_apiserver_args(name: &str, apiserver_args: &str) -> Self {
         let dir = repo_root().join("target/chaos-clusters").join(format!(
             "{name}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ));
         std::fs::create_dir_all(dir.parent().expect("has a parent"))
             .expect("create target/chaos-clusters");
-        let cluster = own_cluster(&dir);
+        let cluster = own_cluster(&dir, apiserver_args);
         OwnCluster { dir, cluster }
     }
 
