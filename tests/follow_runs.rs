@@ -204,7 +204,8 @@ async fn failed_status(world: &World, name: &str) -> FlowRunStatus {
 
 #[tokio::test]
 async fn hundred_runs_of_one_flow_cost_one_history_read_per_tick_and_are_found_past_page_one() {
-    let world = World::new("batch", "flows:\n  - name: shared\n    runSeconds: 20\n").await;
+    // Runs stay InProgress until the test ends them, however slowly the 100 start.
+    let world = World::new("batch", "flows:\n  - name: shared\n    runSeconds: 3600\n").await;
     let tick = Duration::from_millis(500);
     let operator = world.operator(&["--poll-initial-interval=500ms", "--poll-max-interval=1s"]);
     let started = Instant::now();
@@ -249,6 +250,7 @@ async fn hundred_runs_of_one_flow_cost_one_history_read_per_tick_and_are_found_p
             "{id} was still running when pushed off"
         );
     }
+    assert_eq!(world.appflow.finish_runs("shared").await, 250);
 
     for name in &names {
         world

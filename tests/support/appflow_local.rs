@@ -203,9 +203,20 @@ impl LocalAppFlow {
     }
 
     pub async fn delete_flow(&self, name: &str) {
-        // `#` is the only character a flow name allows that a URL path does not.
-        let path = format!("/_local/flows/{}", name.replace('#', "%23"));
-        self.control(reqwest::Method::DELETE, &path, None).await;
+        self.control(reqwest::Method::DELETE, &flow_path(name), None)
+            .await;
+    }
+
+    /// Ends every in-progress run of the flow now; returns how many.
+    pub async fn finish_runs(&self, name: &str) -> u64 {
+        let path = format!("{}/finish", flow_path(name));
+        let answer: serde_json::Value = self
+            .control(reqwest::Method::POST, &path, None)
+            .await
+            .json()
+            .await
+            .expect("finish answer");
+        answer["finished"].as_u64().expect("finished count")
     }
 
     /// Lets the local STS hand out credentials for `role_arn` (with this external ID, if any).
@@ -437,4 +448,9 @@ impl Fault {
         self.probability = Some(probability);
         self
     }
+}
+
+fn flow_path(name: &str) -> String {
+    // `#` is the only character a flow name allows that a URL path does not.
+    format!("/_local/flows/{}", name.replace('#', "%23"))
 }

@@ -15,6 +15,8 @@
 //! - `POST /_local/expire-tokens`: forget every StartFlow clientToken (8 hours passed).
 //! - `PUT /_local/flows` with one flow in the config schema (201 created, 200 replaced);
 //!   `DELETE /_local/flows/{name}` (204, or 404).
+//! - `POST /_local/flows/{name}/finish`: every in-progress run of the flow ends now, with its
+//!   planned outcome -> `{"finished": 3}` (or 404).
 //! - `POST /_local/reset`: back to the configured flows; no runs, tokens, log, stats or faults.
 //! - `PUT /_local/roles` with `{"arn", "externalId"?}`: a role the local STS lets callers assume;
 //!   `GET /_local/sts` -> `[{"accessKeyId", "roleArn", "sessionName", "externalId",
@@ -49,6 +51,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/_local/expire-tokens", post(expire_tokens))
         .route("/_local/flows", put(upsert_flow))
         .route("/_local/flows/{name}", delete(delete_flow))
+        .route("/_local/flows/{name}/finish", post(finish_runs))
         .route("/_local/reset", post(reset))
         .route("/_local/roles", put(upsert_role))
         .route("/_local/sts", get(issued_credentials))
@@ -155,6 +158,18 @@ async fn delete_flow(
             format!("no flow named {name:?}"),
         ))
     }
+}
+
+async fn finish_runs(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Response, ControlError> {
+    let finished = app
+        .lock()
+        .model
+        .finish_runs(&name, Timestamp::now())
+        .map_err(|err| ControlError(StatusCode::NOT_FOUND, err.message))?;
+    Ok(Json(serde_json::json!({ "finished": finished })).into_response())
 }
 
 async fn reset(State(app): State<Arc<App>>) -> StatusCode {

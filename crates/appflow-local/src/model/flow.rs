@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::config::{FlowSpec, FlowStatus, Outcome, TriggerType};
+use crate::config::{FlowSpec, FlowStatus, Outcome, Seconds, TriggerType};
 use crate::errors::{AppFlowError, ErrorKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,6 +135,11 @@ pub struct RunError {
 }
 
 impl Run {
+    /// Makes the run end at `now` instead of when its plan said.
+    pub(super) fn finish_at(&mut self, now: Timestamp) {
+        self.plan.run_seconds = Seconds(now.duration_since(self.started_at));
+    }
+
     pub fn state(&self, now: Timestamp) -> RunState {
         if let Some(cancel_requested_at) = self.cancel_requested_at {
             let canceled_at = cancel_requested_at + self.plan.cancel_seconds.0;

@@ -208,6 +208,20 @@ impl Model {
         Ok(invalid)
     }
 
+    /// Ends every in-progress run of the flow now, with the outcome its plan gives; returns
+    /// how many. Lets a test hold runs open as long as it needs and no longer.
+    pub fn finish_runs(&mut self, name: &str, now: Timestamp) -> Result<usize, AppFlowError> {
+        let flow = live_flow_mut(&mut self.flows, name)?;
+        let mut finished = 0;
+        for run in flow.runs.iter_mut() {
+            if run.state(now).status == ExecutionStatus::InProgress {
+                run.finish_at(now);
+                finished += 1;
+            }
+        }
+        Ok(finished)
+    }
+
     pub fn stop_flow(&mut self, name: &str, now: Timestamp) -> Result<&Flow, AppFlowError> {
         let flow = live_flow_mut(&mut self.flows, name)?;
         if flow.spec.trigger_type == TriggerType::OnDemand {
@@ -384,6 +398,35 @@ mod tests {
             (last.status, last.message.as_deref()),
             (ExecutionStatus::Error, Some("boom"))
         );
+    }
+
+    #[test]
+    fn finishing_a_flows_runs_ends_only_those_in_progress_with_their_planned_outcome() {
+        let mut model = model();
+        start(&mut model, "ok", None, 0.0, "early");
+        start(&mut model, "ok", None, 3.0, "late");
+        start(&mut model, "ok", None, 3.0, "canceled");
+        model
+            .cancel_executions("ok", &["canceled".to_owned()], at(3.5))
+            .unwrap();
+        assert_eq!(model.finish_runs("ok", at(4.0)).unwrap(), 2);
+        for id in ["early", "late"] {
+            let page = model.execution_records("ok", 20, None).unwrap();
+            let run = page.items.iter().find(|run| run.id == id).unwrap();
+            let state = run.state(at(4.0));
+            assert_eq!(
+                (state.status, state.last_updated_at),
+                (ExecutionStatus::Successful, at(4.0)),
+                "{id}"
+            );
+            assert_eq!(state.result.unwrap().records_processed, 7, "{id}");
+        }
+        assert_eq!(
+            status_of(&mut model, "ok", "canceled", 4.0),
+            ExecutionStatus::CancelStarted
+        );
+        assert_eq!(model.finish_runs("ok", at(5.0)).unwrap(), 0);
+        assert!(model.finish_runs("gone", at(5.0)).is_err());
     }
 
     #[test]
