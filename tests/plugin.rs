@@ -570,3 +570,133 @@ async fn rerun_creates_a_new_flowrun_with_the_same_spec_and_labels_and_get_lists
         );
     }
 }
+
+/// `hack/krew.sh` packs the plugin as krew installs it: the manifest it writes passes the checks
+/// krew's manifest validation makes, its sha256 is the archive's, the archive gives `bin` where
+/// `files` put it, and the binary there runs. Two packings of one binary are one archive.
+#[test]
+fn the_krew_manifest_installs_the_plugin_from_its_archive() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pack = |out: &Path| {
+        let output = Command::new("bash")
+            .arg(repo.join("hack/krew.sh"))
+            .arg("--binary")
+            .arg(plugin_binary())
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("run hack/krew.sh");
+        assert!(
+            output.status.success(),
+            "hack/krew.sh failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let sha256 = |file: &Path| {
+        let output = Command::new("sha256sum")
+            .arg(file)
+            .output()
+            .expect("sha256sum");
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .next()
+            .expect("a sum")
+            .to_owned()
+    };
+    let (first, second) = (
+        tempfile::tempdir().expect("temp dir"),
+        tempfile::tempdir().expect("temp dir"),
+    );
+    pack(first.path());
+    pack(second.path());
+    let archive = first.path().join("kubectl-flowrun-linux-amd64.tar.gz");
+    let sum = sha256(&archive);
+    assert_eq!(
+        sum,
+        sha256(&second.path().join("kubectl-flowrun-linux-amd64.tar.gz")),
+        "two packings of one binary differ"
+    );
+
+    let written = std::fs::read_to_string(first.path().join("flowrun.yaml")).expect("manifest");
+    let committed = std::fs::read_to_string(repo.join("plugins/flowrun.yaml")).expect("manifest");
+    let changed: Vec<(&str, &str)> = committed
+        .lines()
+        .zip(written.lines())
+        .filter(|(old, new)| old != new)
+        .collect();
+    assert_eq!(
+        changed,
+        [(
+            "    sha256: \"0000000000000000000000000000000000000000000000000000000000000000\"",
+            format!("    sha256: \"{sum}\"").as_str()
+        )],
+        "only the sha256 is filled in"
+    );
+
+    // What krew's validation checks (pkg/index/validation): the kind, a lower-case name, a
+    // semantic version with its v, and per platform a selector, a lower-case hex sha256, a
+    // uri, `bin` and `files`.
+    let manifest: serde_json::Value = serde_yaml_ng::from_str(&written).expect("manifest YAML");
+    assert_eq!(
+        manifest["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(manifest["kind"], "Plugin");
+    assert_eq!(manifest["metadata"]["name"], "flowrun");
+    assert_eq!(
+        manifest["spec"]["version"],
+        format!("v{}", env!("CARGO_PKG_VERSION")),
+        "the workspace's version"
+    );
+    for key in ["shortDescription", "description"] {
+        assert!(
+            manifest["spec"][key]
+                .as_str()
+                .is_some_and(|text| !text.is_empty())
+        );
+    }
+    let platforms = manifest["spec"]["platforms"].as_array().expect("platforms");
+    assert_eq!(platforms.len(), 1);
+    let platform = &platforms[0];
+    assert_eq!(
+        platform["selector"]["matchLabels"],
+        json!({"os": "linux", "arch": "amd64"})
+    );
+    assert_eq!(platform["sha256"], sum.as_str());
+    assert_eq!(platform["uri"], "kubectl-flowrun-linux-amd64.tar.gz");
+
+    // Installing: unpack, copy each of `files` from -> to, then `bin` is the plugin.
+    let unpacked = tempfile::tempdir().expect("temp dir");
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(unpacked.path())
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    let installed = tempfile::tempdir().expect("temp dir");
+    for file in platform["files"].as_array().expect("files") {
+        let from = unpacked.path().join(file["from"].as_str().expect("from"));
+        let to = installed.path().join(file["to"].as_str().expect("to"));
+        let target = if to.is_dir() {
+            to.join(from.file_name().expect("a file name"))
+        } else {
+            to
+        };
+        std::fs::copy(&from, &target).expect("copy a file of the archive");
+    }
+    let bin = installed
+        .path()
+        .join(platform["bin"].as_str().expect("bin"));
+    let help = Command::new(&bin)
+        .arg("--help")
+        .output()
+        .expect("the installed plugin runs");
+    assert!(help.status.success());
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("kubectl flowrun"),
+        "{}",
+        String::from_utf8_lossy(&help.stdout)
+    );
+}
