@@ -28,7 +28,7 @@ use crate::lock;
 use crate::reconcile::object_key as key;
 use crate::report::events::EventPublisher;
 use crate::report::schedule::{
-    ScheduleError, StatusWrite, create_flowrun, delete_flowrun, write_status,
+    Created, ScheduleError, StatusWrite, create_flowrun, delete_flowrun, write_status,
 };
 use crate::telemetry::Telemetry;
 use crate::watch::{Scope, scoped_apis};
@@ -214,7 +214,7 @@ async fn reconcile(
         shard_keys: ctx.shard_keys.clone(),
     };
     // Decide.
-    let decision = schedule::decide(schedule, &observed);
+    let mut decision = schedule::decide(schedule, &observed);
 
     // Act: the FlowRuns.
     let failed = |action: String| move |source| ScheduleError::new(schedule, action, source);
@@ -224,23 +224,31 @@ async fn reconcile(
             .await
             .map_err(failed(format!("delete the active FlowRun {name}")))?;
     }
-    let mut status = decision.status.clone();
-    for flowrun in &decision.create {
+    for flowrun in std::mem::take(&mut decision.create) {
         let name = flowrun.name_any();
-        let created = create_flowrun(&flowruns, flowrun)
+        match create_flowrun(&flowruns, &flowrun, &uid)
             .await
-            .map_err(failed(format!("create FlowRun {name}")))?;
-        if let Some(created) = created {
-            tracing::info!(schedule = %key(schedule), flowrun = %name, "Created FlowRun");
-            if let Some(reference) = status
-                .active
-                .iter_mut()
-                .find(|reference| reference.name.as_deref() == Some(name.as_str()))
-            {
-                reference.uid = created.uid();
+            .map_err(failed(format!("create FlowRun {name}")))?
+        {
+            Created::New(created) => {
+                tracing::info!(schedule = %key(schedule), flowrun = %name, "Created FlowRun");
+                if let Some(reference) = decision
+                    .status
+                    .active
+                    .iter_mut()
+                    .find(|reference| reference.name.as_deref() == Some(name.as_str()))
+                {
+                    reference.uid = created.uid();
+                }
+            }
+            Created::Before => {}
+            Created::Taken => {
+                tracing::warn!(schedule = %key(schedule), flowrun = %name, "FlowRun name taken");
+                decision.name_taken(&flowrun);
             }
         }
     }
+    let status = decision.status;
     for name in &decision.prune {
         delete_flowrun(&flowruns, name)
             .await

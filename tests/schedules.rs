@@ -626,3 +626,70 @@ async fn a_slots_flowrun_left_by_a_crash_before_the_status_write_is_adopted_not_
     assert_one_flowrun_for(&world, "crashed", slot).await;
     assert_started_once(&world, &left).await;
 }
+
+/// A FlowRun of a user's, not controlled by the schedule, under the name of the schedule's due
+/// slot: the slot runs nothing, is counted as skipped with a Warning naming that FlowRun, and
+/// the schedule neither lists it as active nor takes it over.
+#[tokio::test]
+async fn a_foreign_flowrun_under_a_slots_name_is_reported_not_taken_for_the_slots_run() {
+    let world = World::new("sched-taken", FLOWS).await;
+    slot_due_allowing_overlap(&world, "taken").await;
+    let schedule = schedules(&world)
+        .get("taken")
+        .await
+        .expect("read the schedule");
+    let decision = flowrun_core::schedule::decide(
+        &schedule,
+        &flowrun_core::schedule::ScheduleObserved {
+            now: Timestamp::now(),
+            children: Vec::new(),
+            shard_keys: Vec::new(),
+        },
+    );
+    let [slot_run] = decision.create.as_slice() else {
+        panic!("one slot due: {:?}", decision.create);
+    };
+    let slot: Timestamp = slot_run.annotations()[SLOT_ANNOTATION]
+        .parse()
+        .expect("slot");
+    // The user's: the same name and spec, no owner, no schedule label or slot annotation.
+    let mut foreign = FlowRun::new(&slot_run.name_any(), slot_run.spec.clone());
+    foreign.metadata.namespace = Some(world.namespace.clone());
+    let foreign = world
+        .flowruns
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("create the user's FlowRun");
+
+    let operator = world.operator(&[]);
+    let schedule = wait_schedule(&world, "taken", &operator, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.last_schedule_time.as_ref())
+            .is_some_and(|time| time.0 >= slot)
+    })
+    .await;
+    let status = schedule.status.expect("status");
+    assert_eq!(status.skipped_slots, Some(1), "{status:?}");
+    assert!(status.active.is_empty(), "{:?}", status.active);
+    let warning = world.wait_for_event("taken", "RunNameTaken").await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert!(
+        warning
+            .note
+            .as_deref()
+            .is_some_and(|note| note.contains(&foreign.name_any())),
+        "{warning:?}"
+    );
+    assert!(
+        children(&world, "taken").await.is_empty(),
+        "the schedule made no FlowRun for the slot"
+    );
+    let untouched = world
+        .flowruns
+        .get(&foreign.name_any())
+        .await
+        .expect("the user's FlowRun");
+    assert_eq!(untouched.uid(), foreign.uid());
+    assert!(untouched.owner_references().is_empty());
+}

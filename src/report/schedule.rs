@@ -1,13 +1,14 @@
-//! The writes of a FlowRunSchedule decision: FlowRuns created (AlreadyExists is success: the
-//! name is the slot's), FlowRuns deleted (Replace, history), then one status write by
+//! The writes of a FlowRunSchedule decision: FlowRuns created (AlreadyExists is success when
+//! the schedule controls the FlowRun of that name), FlowRuns deleted (Replace, history), then one status write by
 //! server-side apply that carries the resourceVersion decided on, so a decision taken on a
 //! stale copy is refused instead of counting its slots twice.
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use flowrun_api::{FIELD_MANAGER, FlowRun, FlowRunSchedule, FlowRunScheduleStatus};
+use flowrun_core::schedule::is_child_of;
 
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {action} for FlowRunSchedule {namespace}/{name}")]
@@ -30,15 +31,40 @@ impl ScheduleError {
     }
 }
 
-/// Creates a slot's FlowRun; `Ok(None)` when it exists already (created before a crash, or
-/// by the decision on an older copy).
+/// What creating a slot's (or run-now's) FlowRun found.
+pub enum Created {
+    New(Box<FlowRun>),
+    /// The schedule's FlowRun exists already (created before a crash, or by the decision on an
+    /// older copy): done.
+    Before,
+    /// A FlowRun of that name exists that the schedule does not control (a user's).
+    Taken,
+}
+
+/// Creates a FlowRun of the schedule with this UID. AlreadyExists is read back: the name is
+/// the slot's, but only the schedule's own FlowRun under it counts as the slot's run.
 pub async fn create_flowrun(
     api: &Api<FlowRun>,
     flowrun: &FlowRun,
-) -> Result<Option<FlowRun>, kube::Error> {
+    schedule_uid: &str,
+) -> Result<Created, kube::Error> {
     match api.create(&PostParams::default(), flowrun).await {
-        Ok(created) => Ok(Some(created)),
-        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
+        Ok(created) => Ok(Created::New(Box::new(created))),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => {
+            // A list by name, not a get: the operator's role has list on FlowRuns, no get.
+            let by_name =
+                ListParams::default().fields(&format!("metadata.name={}", flowrun.name_any()));
+            let existing = api.list(&by_name).await?.items;
+            if existing
+                .iter()
+                .any(|existing| !is_child_of(existing, schedule_uid))
+            {
+                Ok(Created::Taken)
+            } else {
+                // The schedule's own, or deleted since (pruned): the slot had its run.
+                Ok(Created::Before)
+            }
+        }
         Err(error) => Err(error),
     }
 }

@@ -86,6 +86,9 @@ pub enum Reason {
     RunReplaced,
     /// The run-now annotation's value cannot be part of a FlowRun name (event only).
     InvalidRunNow,
+    /// A FlowRun that the schedule does not control already has the name of a slot's or a
+    /// run-now request's FlowRun: that slot or request runs nothing (Warning event only).
+    RunNameTaken,
 }
 
 impl Reason {
@@ -121,6 +124,7 @@ impl Reason {
             Reason::MissedSchedule => "MissedSchedule",
             Reason::RunReplaced => "RunReplaced",
             Reason::InvalidRunNow => "InvalidRunNow",
+            Reason::RunNameTaken => "RunNameTaken",
         }
     }
 }

@@ -121,6 +121,44 @@ impl ScheduleDecision {
             note,
         });
     }
+
+    /// Creating `flowrun` (one of `create`) met a FlowRun of that name that the schedule does
+    /// not control, e.g. one a user made under a slot's name: nothing runs for it. It leaves
+    /// the active list, a slot counts as skipped, and a Warning replaces its RunCreated event.
+    pub fn name_taken(&mut self, flowrun: &FlowRun) {
+        let name = flowrun.name_any();
+        self.status
+            .active
+            .retain(|reference| reference.name.as_deref() != Some(name.as_str()));
+        // Every RunCreated note starts so (see `run_due_slot` and `run_now`).
+        let created_note = format!("Created FlowRun {name} ");
+        self.events.retain(|event| {
+            !(event.reason == Reason::RunCreated && event.note.starts_with(&created_note))
+        });
+        self.slots.started = self.slots.started.saturating_sub(1);
+        let what = match flowrun.annotations().get(SLOT_ANNOTATION) {
+            Some(slot) => {
+                self.status.skipped_slots = Some(self.status.skipped_slots.unwrap_or(0) + 1);
+                self.slots.skipped += 1;
+                format!("the slot at {slot}")
+            }
+            None => format!(
+                "the run-now request {}",
+                flowrun
+                    .annotations()
+                    .get(RUN_NOW_ANNOTATION)
+                    .map_or("", String::as_str)
+            ),
+        };
+        self.event(
+            EventType::Warning,
+            Reason::RunNameTaken,
+            format!(
+                "FlowRun {name} exists and is not this schedule's, so {what} runs nothing; \
+                 rename or delete that FlowRun"
+            ),
+        );
+    }
 }
 
 /// Decides on one schedule.

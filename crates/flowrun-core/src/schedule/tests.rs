@@ -744,3 +744,75 @@ fn a_manual_flowrun_is_the_schedules_child_from_its_template_named_or_generated(
         assert_eq!(flowrun.metadata.namespace.as_deref(), Some("team-a"));
     }
 }
+
+#[test]
+fn a_name_taken_by_a_foreign_flowrun_runs_nothing_counts_a_skipped_slot_and_warns() {
+    let mut schedule = handled_until(
+        schedule_of("  schedule: '*/5 * * * *'\n"),
+        "2026-06-01T10:00:00Z",
+    );
+    schedule
+        .annotations_mut()
+        .insert(RUN_NOW_ANNOTATION.to_owned(), "now-1".to_owned());
+    let decided = decide(&schedule, &observed("2026-06-01T10:05:00.300Z", vec![]));
+    assert_eq!(
+        created_names(&decided),
+        ["nightly-29671805", "nightly-now-now-1"]
+    );
+    assert_eq!(reasons(&decided), ["RunCreated", "RunCreated"]);
+    let active = |decision: &ScheduleDecision| -> Vec<String> {
+        decision
+            .status
+            .active
+            .iter()
+            .filter_map(|reference| reference.name.clone())
+            .collect()
+    };
+    // (which creation met a foreign FlowRun, skipped slots, started, skipped, the other's event)
+    let table = [
+        (0, Some(1), 1, 1, "Created FlowRun nightly-now-now-1 "),
+        (1, None, 1, 0, "Created FlowRun nightly-29671805 "),
+    ];
+    for (taken, skipped_slots, started, skipped, kept) in table {
+        let mut decision = decided.clone();
+        let flowrun = decision.create[taken].clone();
+        let name = flowrun.name_any();
+        decision.name_taken(&flowrun);
+        assert!(!active(&decision).contains(&name), "{name} left active");
+        assert_eq!(active(&decision).len(), 1, "{name}: the other stays active");
+        assert_eq!(decision.status.skipped_slots, skipped_slots, "{name}");
+        assert_eq!(
+            (decision.slots.started, decision.slots.skipped),
+            (started, skipped),
+            "{name}"
+        );
+        assert_eq!(reasons(&decision), ["RunCreated", "RunNameTaken"], "{name}");
+        assert!(decision.events[0].note.starts_with(kept), "{name}");
+        let warning = &decision.events[1];
+        assert_eq!(warning.type_, EventType::Warning);
+        assert!(
+            warning
+                .note
+                .starts_with(&format!("FlowRun {name} exists and is not this schedule's")),
+            "{}",
+            warning.note
+        );
+    }
+    // The slot's time is named, for the slot; the value, for run-now.
+    let mut decision = decided.clone();
+    let slot_run = decision.create[0].clone();
+    decision.name_taken(&slot_run);
+    assert!(
+        decision.events[1]
+            .note
+            .contains("the slot at 2026-06-01T10:05:00Z")
+    );
+    let mut decision = decided;
+    let run_now = decision.create[1].clone();
+    decision.name_taken(&run_now);
+    assert!(
+        decision.events[1]
+            .note
+            .contains("the run-now request now-1")
+    );
+}
