@@ -687,6 +687,20 @@ async fn raw_creates(client: &Client, n: usize) -> f64 {
     rate
 }
 
+/// The operator's open sockets (its connections to the API server and AppFlow, and listeners).
+fn open_sockets(operator: &Operator) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", operator.pid()))
+        .map(|fds| {
+            fds.filter_map(Result::ok)
+                .filter(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// `flowrun_events_dropped_total` from the operator's metrics.
 async fn events_dropped(operator: &Operator) -> u64 {
     let url = format!("{}/metrics", operator.http_url().await);
@@ -1212,6 +1226,11 @@ async fn schedules(n: usize, table: &mut Table) {
         )
     };
     let (after, peak, _) = operator.footprint().expect("operator runs");
+    let sockets_after = open_sockets(&operator);
+    // Idle connections of the burst close after the client pools' idle timeouts (90 s).
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let (settled, _, _) = operator.footprint().expect("operator runs");
+    let sockets_settled = open_sockets(&operator);
     table.add(
         format!("{n} schedules firing in one minute: slot to FlowRun p50 / p99 / max"),
         quantiles(&seen[0]),
@@ -1232,6 +1251,17 @@ async fn schedules(n: usize, table: &mut Table) {
             (after as f64 - before as f64) / 1024.0 * 1000.0 / n as f64
         ),
         "growth < 16 MiB per 1,000",
+    );
+    table.add(
+        format!(
+            "{n} schedules: RSS 100 s later (the burst's idle connections closed); open sockets"
+        ),
+        format!(
+            "{:.1} MiB, growth {:.1} MiB per 1,000; sockets {sockets_after} then {sockets_settled}",
+            settled as f64 / 1024.0,
+            (settled as f64 - before as f64) / 1024.0 * 1000.0 / n as f64
+        ),
+        "what the growth holds",
     );
     // No further slot: the next minute would start n more runs.
     drop(operator);

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flowrun_api::schedule::RUN_NOW_ANNOTATION;
 use flowrun_api::{FlowRun, FlowRunSchedule};
 use flowrun_core::backoff::retry_delay;
 use flowrun_core::decide::Rules;
@@ -20,7 +21,8 @@ use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::broadcast;
 
@@ -168,8 +170,16 @@ pub async fn run(ctx: Arc<ScheduleContext>, scope: &Scope, owners: OwnerChanges)
     let apis: Vec<Api<Guarded>> = scoped_apis(&ctx.client, &scope.namespaces);
     let controllers = apis.into_iter().map(|api| {
         let namespace = api.namespace().map(str::to_owned);
-        let controller = Controller::new(api, scope.watcher_config())
-            .reconcile_on(owners.of_namespace(namespace));
+        let (store, writer) = reflector::store();
+        let schedules = reflector(
+            writer,
+            watcher(api, scope.watcher_config())
+                .modify(trim_for_cache)
+                .default_backoff(),
+        )
+        .applied_objects();
+        let controller =
+            Controller::for_stream(schedules, store).reconcile_on(owners.of_namespace(namespace));
         ctx.telemetry.watch_schedules(controller.store());
         // A schedule reconcile makes a few quick writes and no AppFlow call: a fixed budget
         // keeps a minute with many slots from crowding out the FlowRuns' reconciles.
@@ -184,6 +194,17 @@ pub async fn run(ctx: Arc<ScheduleContext>, scope: &Scope, owners: OwnerChanges)
             })
     });
     futures::future::join_all(controllers).await;
+}
+
+/// managedFields (parsed, several times their JSON's size) and annotations such as kubectl's
+/// last-applied-configuration are most of a cached schedule's memory, and nothing here reads
+/// them: dropped as they arrive. Labels stay: a schedule's FlowRuns take its shard labels.
+fn trim_for_cache(guarded: &mut Guarded) {
+    let metadata = guarded.meta_mut();
+    metadata.managed_fields = None;
+    if let Some(annotations) = &mut metadata.annotations {
+        annotations.retain(|key, _| key == RUN_NOW_ANNOTATION);
+    }
 }
 
 async fn reconcile(
@@ -353,5 +374,34 @@ mod tests {
             !ctx.is_stale("uid-1", &at("a1")),
             "forgotten once caught up"
         );
+    }
+
+    #[test]
+    fn the_cache_keeps_what_deciding_reads_and_drops_managed_fields_and_other_annotations() {
+        let schedule: FlowRunSchedule = serde_json::from_value(serde_json::json!({
+            "apiVersion": "appflow.flowrun.dev/v1alpha1",
+            "kind": "FlowRunSchedule",
+            "metadata": {
+                "name": "nightly",
+                "labels": {"team": "a"},
+                "annotations": {
+                    RUN_NOW_ANNOTATION: "backfill-1",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"the whole\": \"object\"}",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": {"schedule": "@daily", "flowRunTemplate": {"spec": {"flowName": "sales"}}},
+        }))
+        .expect("a FlowRunSchedule");
+        let mut guarded = DeserializeGuard(Ok(schedule.clone()));
+        trim_for_cache(&mut guarded);
+        let trimmed = guarded.0.expect("readable");
+        assert_eq!(trimmed.managed_fields(), []);
+        assert_eq!(
+            trimmed.annotations().keys().collect::<Vec<_>>(),
+            [RUN_NOW_ANNOTATION]
+        );
+        assert_eq!(trimmed.labels(), schedule.labels());
+        assert_eq!(trimmed.spec, schedule.spec);
     }
 }
