@@ -511,6 +511,24 @@ async fn slot_due_allowing_overlap(world: &World, name: &str) {
     handled_until(world, name, minutes_ago(1)).await;
 }
 
+/// The FlowRun the operator would create for the schedule's one due slot (the same pure
+/// `decide`), not created.
+async fn due_slot_run(world: &World, name: &str) -> FlowRun {
+    let schedule = schedules(world).get(name).await.expect("read the schedule");
+    let decision = flowrun_core::schedule::decide(
+        &schedule,
+        &flowrun_core::schedule::ScheduleObserved {
+            now: Timestamp::now(),
+            children: Vec::new(),
+            shard_keys: Vec::new(),
+        },
+    );
+    let [slot_run] = decision.create.as_slice() else {
+        panic!("one slot due: {:?}", decision.create);
+    };
+    slot_run.clone()
+}
+
 /// One StartFlow call and one AppFlow execution for `flowrun`'s token.
 async fn assert_started_once(world: &World, flowrun: &FlowRun) {
     let token = world.appflow.stats().await.token(&uid(flowrun));
@@ -587,24 +605,12 @@ async fn sigkill_at_a_slot_leaves_one_flowrun_and_one_execution() {
 async fn a_slots_flowrun_left_by_a_crash_before_the_status_write_is_adopted_not_made_again() {
     let world = World::new("sched-adopt", FLOWS).await;
     slot_due_allowing_overlap(&world, "crashed").await;
-    let schedule = schedules(&world)
-        .get("crashed")
-        .await
-        .expect("read the schedule");
-    let decision = flowrun_core::schedule::decide(
-        &schedule,
-        &flowrun_core::schedule::ScheduleObserved {
-            now: Timestamp::now(),
-            children: Vec::new(),
-            shard_keys: Vec::new(),
-        },
-    );
-    let [left] = decision.create.as_slice() else {
-        panic!("one slot due: {:?}", decision.create);
-    };
     let left = world
         .flowruns
-        .create(&PostParams::default(), left)
+        .create(
+            &PostParams::default(),
+            &due_slot_run(&world, "crashed").await,
+        )
         .await
         .expect("create the slot's FlowRun");
     let slot: Timestamp = left.annotations()[SLOT_ANNOTATION].parse().expect("slot");
@@ -633,22 +639,26 @@ async fn a_slots_flowrun_left_by_a_crash_before_the_status_write_is_adopted_not_
 #[tokio::test]
 async fn a_foreign_flowrun_under_a_slots_name_is_reported_not_taken_for_the_slots_run() {
     let world = World::new("sched-taken", FLOWS).await;
-    slot_due_allowing_overlap(&world, "taken").await;
-    let schedule = schedules(&world)
-        .get("taken")
-        .await
-        .expect("read the schedule");
-    let decision = flowrun_core::schedule::decide(
-        &schedule,
-        &flowrun_core::schedule::ScheduleObserved {
-            now: Timestamp::now(),
-            children: Vec::new(),
-            shard_keys: Vec::new(),
-        },
-    );
-    let [slot_run] = decision.create.as_slice() else {
-        panic!("one slot due: {:?}", decision.create);
-    };
+    // A yearly slot: this year's stays the latest all year, so no minute can pass while the
+    // test and the operator decide (with an every-minute one the operator may meet the next).
+    create_schedule(
+        &world,
+        "taken",
+        every_minute(
+            "quick",
+            json!({"schedule": "0 0 1 1 *", "concurrencyPolicy": "Allow"}),
+        ),
+        json!({}),
+    )
+    .await;
+    let year = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).year();
+    let new_year = jiff::civil::date(year, 1, 1)
+        .at(0, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .expect("a time")
+        .timestamp();
+    handled_until(&world, "taken", new_year - SignedDuration::from_mins(1)).await;
+    let slot_run = due_slot_run(&world, "taken").await;
     let slot: Timestamp = slot_run.annotations()[SLOT_ANNOTATION]
         .parse()
         .expect("slot");
