@@ -1203,6 +1203,9 @@ async fn schedules(n: usize, table: &mut Table) {
     );
     // The slot as an Instant, for the watch's record.
     let slot_at = Instant::now() + Duration::from_secs_f64(slot - epoch_seconds());
+    // The schedules alone, each seen and given its status, just before their slot.
+    tokio::time::sleep_until((slot_at - Duration::from_secs(1)).into()).await;
+    let (scheduled, _, _) = operator.footprint().expect("operator runs");
     seen.wait_for_each(0, n, Duration::from_secs(90), &operator)
         .await;
     // 20 starts per second: n / 20 s, and some room.
@@ -1251,6 +1254,15 @@ async fn schedules(n: usize, table: &mut Table) {
             (after as f64 - before as f64) / 1024.0 * 1000.0 / n as f64
         ),
         "growth < 16 MiB per 1,000",
+    );
+    table.add(
+        format!("{n} schedules: RSS 1 s before their slot (the schedules alone)"),
+        format!(
+            "{:.1} MiB, growth {:.1} MiB per 1,000",
+            scheduled as f64 / 1024.0,
+            (scheduled as f64 - before as f64) / 1024.0 * 1000.0 / n as f64
+        ),
+        "what the growth holds",
     );
     table.add(
         format!(
