@@ -12,14 +12,14 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use flowrun_api::flowrun::Phase;
 use support::chart;
-use support::cluster::{cluster, repo_root};
+use support::cluster::{cluster, repo_root, run_ok, sha256_of};
 use support::flowruns::World;
 
 const RUN_FLOWS: &str = r#"
@@ -40,20 +40,6 @@ fn release_binary() -> PathBuf {
         .into()
 }
 
-fn run(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 /// `hack/image.sh build [--out DIR]` on the release binary: the image's directory.
 fn build_image(out: Option<&Path>) -> PathBuf {
     let mut command = Command::new(repo_root().join("hack/image.sh"));
@@ -63,13 +49,13 @@ fn build_image(out: Option<&Path>) -> PathBuf {
     if let Some(out) = out {
         command.arg("--out").arg(out);
     }
-    let output = run(&mut command);
+    let output = run_ok(&mut command);
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
 /// The directory holding runc and umoci (`hack/image.sh tools` fetches them once).
 fn tools() -> PathBuf {
-    let output = run(Command::new(repo_root().join("hack/image.sh")).arg("tools"));
+    let output = run_ok(Command::new(repo_root().join("hack/image.sh")).arg("tools"));
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
@@ -119,16 +105,9 @@ fn two_builds_of_the_same_inputs_give_one_digest() {
         "the image digests differ"
     );
     // The docker archive too, byte for byte.
-    let sha = |path: PathBuf| {
-        let output = run(Command::new("sha256sum").arg(path));
-        String::from_utf8_lossy(&output.stdout)
-            .split_whitespace()
-            .next()
-            .map(str::to_owned)
-    };
     assert_eq!(
-        sha(first.join("image.tar")),
-        sha(second.join("image.tar")),
+        sha256_of(&first.join("image.tar")),
+        sha256_of(&second.join("image.tar")),
         "the docker archives differ"
     );
     std::fs::remove_dir_all(&dir).expect("remove the scratch directory");
@@ -205,7 +184,7 @@ fn dockerfile_builds_the_same_user_entrypoint_port_and_labels() {
 
 /// The target the release binary is built for (cargo's host).
 fn host_target() -> String {
-    let output = run(Command::new("rustc").arg("-vV"));
+    let output = run_ok(Command::new("rustc").arg("-vV"));
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .find_map(|line| line.strip_prefix("host: "))
@@ -217,11 +196,13 @@ fn host_target() -> String {
 /// resolver: its normal dependencies, transitively, for the target (no build or dev
 /// dependencies), without the operator package itself.
 fn binary_packages() -> BTreeSet<(String, String)> {
-    let output = run(Command::new(env!("CARGO"))
-        .args(["tree", "--locked", "--offline", "--edges", "normal"])
-        .args(["--package", "flowrun-operator", "--target", &host_target()])
-        .args(["--prefix", "none", "--format", "{p}"])
-        .current_dir(repo_root()));
+    let output = run_ok(
+        Command::new(env!("CARGO"))
+            .args(["tree", "--locked", "--offline", "--edges", "normal"])
+            .args(["--package", "flowrun-operator", "--target", &host_target()])
+            .args(["--prefix", "none", "--format", "{p}"])
+            .current_dir(repo_root()),
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| {
@@ -246,10 +227,12 @@ fn the_image_carries_an_sbom_of_exactly_the_binarys_crates() {
     let manifest = image_manifest(&image);
     let layers = manifest["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), 1, "{manifest}");
-    let in_image = run(Command::new("tar")
-        .arg("-xzOf")
-        .arg(blob_path(&image, &layers[0]))
-        .arg("./usr/local/share/doc/flowrun-operator/sbom.cdx.json"));
+    let in_image = run_ok(
+        Command::new("tar")
+            .arg("-xzOf")
+            .arg(blob_path(&image, &layers[0]))
+            .arg("./usr/local/share/doc/flowrun-operator/sbom.cdx.json"),
+    );
     assert_eq!(
         String::from_utf8_lossy(&in_image.stdout),
         sbom_text,
@@ -478,14 +461,16 @@ async fn image_runs_a_flowrun_as_the_charts_deployment_and_stops_on_sigterm() {
 
     // The image as a runtime bundle, then the pod's settings on top.
     let bundle = dir.join("bundle");
-    run(Command::new(tools.join("umoci"))
-        .args(["unpack", "--image"])
-        .arg(format!(
-            "{}:{}",
-            image.join("oci").display(),
-            env!("CARGO_PKG_VERSION")
-        ))
-        .arg(&bundle));
+    run_ok(
+        Command::new(tools.join("umoci"))
+            .args(["unpack", "--image"])
+            .arg(format!(
+                "{}:{}",
+                image.join("oci").display(),
+                env!("CARGO_PKG_VERSION")
+            ))
+            .arg(&bundle),
+    );
     let config_path = bundle.join("config.json");
     let mut spec: Value = serde_json::from_str(&read(&config_path)).expect("config.json");
     assert_eq!(
@@ -550,7 +535,7 @@ async fn image_runs_a_flowrun_as_the_charts_deployment_and_stops_on_sigterm() {
             .expect("terminationGracePeriodSeconds"),
     );
     let stopping = Instant::now();
-    run(container.runc().args(["kill", &container.name, "TERM"]));
+    run_ok(container.runc().args(["kill", &container.name, "TERM"]));
     let status = loop {
         if let Some(status) = container.process.try_wait().expect("poll runc") {
             break status;

@@ -16,7 +16,7 @@ use flowrun_api::schedule::{FlowRunSchedule, SCHEDULE_LABEL};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use support::cluster::{cluster, cluster_sh, edited_kubeconfig, own_cluster};
+use support::cluster::{cluster, cluster_sh, edited_kubeconfig, own_cluster, run_ok, sha256_of};
 use support::flowruns::World;
 use support::operator::Operator;
 
@@ -578,30 +578,14 @@ async fn rerun_creates_a_new_flowrun_with_the_same_spec_and_labels_and_get_lists
 fn the_krew_manifest_installs_the_plugin_from_its_archive() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let pack = |out: &Path| {
-        let output = Command::new("bash")
-            .arg(repo.join("hack/krew.sh"))
-            .arg("--binary")
-            .arg(plugin_binary())
-            .arg("--out")
-            .arg(out)
-            .output()
-            .expect("run hack/krew.sh");
-        assert!(
-            output.status.success(),
-            "hack/krew.sh failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let sha256 = |file: &Path| {
-        let output = Command::new("sha256sum")
-            .arg(file)
-            .output()
-            .expect("sha256sum");
-        String::from_utf8_lossy(&output.stdout)
-            .split_whitespace()
-            .next()
-            .expect("a sum")
-            .to_owned()
+        run_ok(
+            Command::new("bash")
+                .arg(repo.join("hack/krew.sh"))
+                .arg("--binary")
+                .arg(plugin_binary())
+                .arg("--out")
+                .arg(out),
+        )
     };
     let (first, second) = (
         tempfile::tempdir().expect("temp dir"),
@@ -610,10 +594,10 @@ fn the_krew_manifest_installs_the_plugin_from_its_archive() {
     pack(first.path());
     pack(second.path());
     let archive = first.path().join("kubectl-flowrun-linux-amd64.tar.gz");
-    let sum = sha256(&archive);
+    let sum = sha256_of(&archive);
     assert_eq!(
         sum,
-        sha256(&second.path().join("kubectl-flowrun-linux-amd64.tar.gz")),
+        sha256_of(&second.path().join("kubectl-flowrun-linux-amd64.tar.gz")),
         "two packings of one binary differ"
     );
 
@@ -667,14 +651,13 @@ fn the_krew_manifest_installs_the_plugin_from_its_archive() {
 
     // Installing: unpack, copy each of `files` from -> to, then `bin` is the plugin.
     let unpacked = tempfile::tempdir().expect("temp dir");
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(unpacked.path())
-        .status()
-        .expect("tar");
-    assert!(status.success());
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(unpacked.path()),
+    );
     let installed = tempfile::tempdir().expect("temp dir");
     for file in platform["files"].as_array().expect("files") {
         let from = unpacked.path().join(file["from"].as_str().expect("from"));

@@ -225,6 +225,32 @@ pub fn kubectl_apply(namespace: &str, manifest: &str) -> std::process::Output {
     )
 }
 
+/// Runs `command` to its end; panics with its exit status, stdout and stderr unless it
+/// succeeded.
+pub fn run_ok(command: &mut Command) -> std::process::Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The SHA-256 of a file, in lower-case hex (`sha256sum`).
+pub fn sha256_of(file: &Path) -> String {
+    let output = run_ok(Command::new("sha256sum").arg(file));
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum prints the sum first")
+        .to_owned()
+}
+
 /// Runs `command` with `input` on its stdin; its exit status, stdout and stderr.
 pub fn output_with_input(command: &mut Command, input: &[u8]) -> std::process::Output {
     use std::io::Write;

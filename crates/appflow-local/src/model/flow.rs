@@ -135,6 +135,10 @@ pub struct RunError {
 }
 
 impl Run {
+    pub fn in_progress(&self, now: Timestamp) -> bool {
+        self.state(now).status == ExecutionStatus::InProgress
+    }
+
     /// Makes the run end at `now` instead of when its plan said.
     pub(super) fn finish_at(&mut self, now: Timestamp) {
         self.plan.run_seconds = Seconds(now.duration_since(self.started_at));

@@ -191,9 +191,8 @@ impl Model {
         now: Timestamp,
     ) -> Result<Vec<String>, AppFlowError> {
         let flow = live_flow_mut(&mut self.flows, name)?;
-        let in_progress = |run: &Run| run.state(now).status == ExecutionStatus::InProgress;
         if ids.is_empty() {
-            for run in flow.runs.iter_mut().filter(|run| in_progress(run)) {
+            for run in flow.runs.iter_mut().filter(|run| run.in_progress(now)) {
                 run.cancel_requested_at = Some(now);
             }
             return Ok(Vec::new());
@@ -201,7 +200,7 @@ impl Model {
         let mut invalid = Vec::new();
         for id in ids {
             match flow.runs.iter_mut().find(|run| run.id == *id) {
-                Some(run) if in_progress(run) => run.cancel_requested_at = Some(now),
+                Some(run) if run.in_progress(now) => run.cancel_requested_at = Some(now),
                 _ => invalid.push(id.clone()),
             }
         }
@@ -214,7 +213,7 @@ impl Model {
         let flow = live_flow_mut(&mut self.flows, name)?;
         let mut finished = 0;
         for run in flow.runs.iter_mut() {
-            if run.state(now).status == ExecutionStatus::InProgress {
+            if run.in_progress(now) {
                 run.finish_at(now);
                 finished += 1;
             }
