@@ -171,11 +171,11 @@ pub async fn run(ctx: Arc<ScheduleContext>, scope: &Scope, owners: OwnerChanges)
     let controllers = apis.into_iter().map(|api| {
         let namespace = api.namespace().map(str::to_owned);
         let (store, writer) = reflector::store();
+        // As Controller::new builds it (the controller backs off its triggers' errors), with
+        // the trim.
         let schedules = reflector(
             writer,
-            watcher(api, scope.watcher_config())
-                .modify(trim_for_cache)
-                .default_backoff(),
+            watcher(api, scope.watcher_config()).modify(trim_for_cache),
         )
         .applied_objects();
         let controller =
