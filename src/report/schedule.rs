@@ -51,10 +51,11 @@ pub async fn create_flowrun(
     match api.create(&PostParams::default(), flowrun).await {
         Ok(created) => Ok(Created::New(Box::new(created))),
         Err(kube::Error::Api(status)) if status.is_already_exists() => {
-            // A list by name, not a get: the operator's role has list on FlowRuns, no get.
+            // A list by name, not a get: the operator's role has list on FlowRuns, no get. Only
+            // the metadata: a FlowRun stored under an older schema is judged by its owner too.
             let by_name =
                 ListParams::default().fields(&format!("metadata.name={}", flowrun.name_any()));
-            let existing = api.list(&by_name).await?.items;
+            let existing = api.list_metadata(&by_name).await?.items;
             if existing
                 .iter()
                 .any(|existing| !is_child_of(existing, schedule_uid))

@@ -70,8 +70,9 @@ impl Child {
     }
 }
 
-/// True when `flowrun` is controlled by the schedule with this UID.
-pub fn is_child_of(flowrun: &FlowRun, schedule_uid: &str) -> bool {
+/// True when `flowrun` (whole, or its metadata only) is controlled by the schedule with this
+/// UID.
+pub fn is_child_of(flowrun: &impl Resource, schedule_uid: &str) -> bool {
     flowrun
         .owner_references()
         .iter()
@@ -130,8 +131,7 @@ impl ScheduleDecision {
         self.status
             .active
             .retain(|reference| reference.name.as_deref() != Some(name.as_str()));
-        // Every RunCreated note starts so (see `run_due_slot` and `run_now`).
-        let created_note = format!("Created FlowRun {name} ");
+        let created_note = created_note(&name, "");
         self.events.retain(|event| {
             !(event.reason == Reason::RunCreated && event.note.starts_with(&created_note))
         });
@@ -319,7 +319,7 @@ fn run_due_slot(
                 decision.event(
                     EventType::Normal,
                     Reason::RunCreated,
-                    format!("Created FlowRun {name} for the slot at {due}"),
+                    created_note(&name, &format!("for the slot at {due}")),
                 );
             }
         }
@@ -386,8 +386,14 @@ fn run_now(
     decision.event(
         EventType::Normal,
         Reason::RunCreated,
-        format!("Created FlowRun {name} (annotation {RUN_NOW_ANNOTATION}={value})"),
+        created_note(&name, &format!("(annotation {RUN_NOW_ANNOTATION}={value})")),
     );
+}
+
+/// A RunCreated event's note: the FlowRun's name, then `detail`. [`ScheduleDecision::name_taken`]
+/// finds a FlowRun's by the start (`detail` empty).
+fn created_note(name: &str, detail: &str) -> String {
+    format!("Created FlowRun {name} {detail}")
 }
 
 /// The oldest finished FlowRuns beyond the history limits, successful and failed separately.
